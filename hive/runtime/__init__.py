@@ -1,0 +1,1 @@
+"""Hive runtime: the inference engine (and, later, the plan executor)."""
