@@ -6,7 +6,15 @@ Commands are thin: they parse options, call the library and print. Every
 
 from __future__ import annotations
 
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+
+from hive.errors import HiveError
 
 app = typer.Typer(
     name="hive",
@@ -17,6 +25,116 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks that compare Hive with a named peer in one run.")
 app.add_typer(bench_app, name="bench")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class DiagnosticFormat(str, Enum):
+    text = "text"
+    github = "github"
+
+
+class Emit(str, Enum):
+    plan = "plan"
+    ir = "ir"
+    dot = "dot"
+    mermaid = "mermaid"
+
+
+def _fail(error: HiveError) -> typer.Exit:
+    from hive.compiler.errors import SpecError
+
+    text = error.format() if isinstance(error, SpecError) else f"error: {error}"
+    err.print(text, markup=False)
+    return typer.Exit(1)
+
+
+@app.command()
+def validate(
+    specs: Annotated[list[Path], typer.Argument(help="Spec files (YAML or JSON).", show_default=False)],
+    format: Annotated[
+        DiagnosticFormat, typer.Option("--format", help="text, or github for CI annotations.")
+    ] = DiagnosticFormat.text,
+) -> None:
+    """Check specs; exit 0 when all are valid, 1 otherwise."""
+    from hive.compiler import compile_loaded, load_spec
+    from hive.compiler.errors import SpecError
+
+    failed = 0
+    for path in specs:
+        try:
+            compiled = compile_loaded(load_spec(path))
+        except SpecError as exc:
+            failed += 1
+            for d in exc.diagnostics:
+                _print_diagnostic(d, format)
+            continue
+        for w in compiled.warnings:
+            _print_diagnostic(w, format)
+        if format is DiagnosticFormat.text:
+            out.print(f"[green]ok[/green] {path}")
+    if format is DiagnosticFormat.text and len(specs) > 1:
+        out.print(f"{len(specs) - failed} valid, {failed} invalid")
+    raise typer.Exit(1 if failed else 0)
+
+
+def _print_diagnostic(d, format: DiagnosticFormat) -> None:
+    if format is DiagnosticFormat.github:
+        print(d.format_github())
+    else:
+        err.print(d.format(), markup=False)
+
+
+@app.command("compile")
+def compile_command(
+    spec: Annotated[Path, typer.Argument(help="The spec file.", show_default=False)],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
+    emit: Annotated[Emit, typer.Option("--emit", help="plan (JSON), ir (text), dot or mermaid.")] = Emit.plan,
+) -> None:
+    """Compile a spec into a plan (or show its IR or flow graph)."""
+    from hive.compiler import compile_loaded, load_spec
+
+    try:
+        compiled = compile_loaded(load_spec(spec))
+    except HiveError as exc:
+        raise _fail(exc) from None
+    for w in compiled.warnings:
+        err.print(w.format(), markup=False)
+    text = _render(compiled.plan, emit)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}", markup=False)
+
+
+def _render(plan, emit: Emit) -> str:
+    from hive.compiler.graph import to_dot, to_mermaid
+    from hive.compiler.report import format_ir_report
+
+    if emit is Emit.plan:
+        return plan.to_json() + "\n"
+    if emit is Emit.ir:
+        return format_ir_report(plan)
+    if emit is Emit.dot:
+        return to_dot(plan)
+    return to_mermaid(plan)
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of the spec format (for editors and CI)."""
+    from hive.compiler.schema import spec_schema_text
+
+    text = spec_schema_text()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}", markup=False)
 
 
 def main() -> None:

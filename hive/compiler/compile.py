@@ -1,0 +1,107 @@
+"""The compiler driver: spec file -> Spec -> IR -> passes -> Plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from hive.compiler.agents import analyse_agents
+from hive.compiler.errors import Diagnostic, SpecError
+from hive.compiler.ir import Graph
+from hive.compiler.lower import lower
+from hive.compiler.parser import parse_flow
+from hive.compiler.passes import run_passes
+from hive.compiler.plan import Plan
+from hive.compiler.source import SourceDoc, parse_spec_text, read_spec_file
+from hive.compiler.spec import Spec
+from hive.compiler.validation import diagnostics_from_validation
+
+
+class LoadedSpec:
+    """A validated spec with the document it came from (for positions in messages)."""
+
+    def __init__(self, spec: Spec, doc: SourceDoc):
+        self.spec = spec
+        self.doc = doc
+
+    @property
+    def path(self) -> str:
+        return self.doc.path
+
+
+def _validate(doc: SourceDoc) -> LoadedSpec:
+    if not isinstance(doc.data, dict):
+        span = doc.span(())
+        raise SpecError([doc.diagnostic("error", "a spec must be a mapping with keys hive, name, agents, flow", span)])
+    try:
+        spec = Spec.model_validate(doc.data)
+    except ValidationError as exc:
+        raise SpecError(diagnostics_from_validation(exc, doc)) from None
+    return LoadedSpec(spec, doc)
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read and validate a spec file (YAML or JSON); raise `SpecError` with located messages."""
+    return _validate(read_spec_file(path))
+
+
+def load_spec_text(text: str, filename: str = "<spec>", *, is_json: bool = False) -> LoadedSpec:
+    return _validate(parse_spec_text(text, filename, is_json=is_json))
+
+
+class Compiled:
+    """Everything compilation produced: the plan and the warnings found on the way."""
+
+    def __init__(self, plan: Plan, warnings: list[Diagnostic]):
+        self.plan = plan
+        self.warnings = warnings
+
+
+def compile_loaded(loaded: LoadedSpec) -> Compiled:
+    spec, doc = loaded.spec, loaded.doc
+    agents, diagnostics = analyse_agents(spec, doc)
+    program = parse_flow(
+        spec.flow,
+        lambda offset: doc.span_in_string(("flow",), offset),
+        doc.source_line,
+    )
+    graph = lower(program, list(spec.inputs), lambda offset: doc.span_in_string(("flow",), offset))
+    _point_inputs_at_declarations(graph, doc)
+    if any(d.severity == "error" for d in diagnostics):
+        # Template errors make the agents' parameters unknown; report them alone.
+        raise SpecError(diagnostics)
+    results = run_passes(graph, spec, doc, agents)
+    diagnostics += results.diagnostics
+    errors = [d for d in diagnostics if d.severity == "error"]
+    if errors:
+        raise SpecError(errors)
+    assert results.priorities is not None
+    warnings = [d for d in diagnostics if d.severity == "warning"]
+    plan = Plan(
+        source=doc.path,
+        spec=spec,
+        graph=graph,
+        prefix_groups=results.prefix_groups,
+        priorities=results.priorities,
+        warnings=[d.format(with_source=False) for d in warnings],
+    )
+    return Compiled(plan, warnings)
+
+
+def compile_spec(spec: LoadedSpec | Spec | str | Path) -> Plan:
+    """Compile a spec (a loaded spec, a `Spec` model, or a path) into a Plan."""
+    if isinstance(spec, str | Path):
+        spec = load_spec(spec)
+    elif isinstance(spec, Spec):
+        # No file: render the model as YAML so messages still have positions.
+        text = yaml.safe_dump(spec.model_dump(mode="json", by_alias=True, exclude_defaults=True), sort_keys=False)
+        spec = load_spec_text(text, f"<spec {spec.name}>")
+    return compile_loaded(spec).plan
+
+
+def _point_inputs_at_declarations(graph: Graph, doc: SourceDoc) -> None:
+    for node in graph.body.nodes:
+        if node.op == "input":
+            node.span = doc.span(("inputs", node.attrs["name"]), key=True)

@@ -1,0 +1,101 @@
+"""Pass 3, `logits_cache`: mark calls that sample one context many times.
+
+Such calls get a `CacheNode` naming the call, why its paths repeat (its
+scope), how many paths at most, and what its cache key is made of. The
+runtime's Logits Cache reuses next-token distributions along those paths.
+
+Scopes:
+- samples:    `sample call x N`: N paths over one rendered prompt.
+- resample:   `resample call until ... max K`: up to K sequential paths.
+- candidates: the inputs of `vote`/`best` built from identical calls.
+- expansion:  the `expand` call of `beam`/`tree`: each state is expanded
+              several times from one context.
+- loop:       a call inside a loop whose arguments do not change between
+              iterations.
+"""
+
+from __future__ import annotations
+
+from hive.compiler.ir import CALL_OPS, CacheNode, Graph, Node, Region
+from hive.compiler.spec import Spec
+
+
+def _key(node: Node, spec: Spec) -> list[str]:
+    agent = spec.agents[node.agent]
+    s = agent.sampling
+    sampling = f"temperature={s.temperature},top_p={s.top_p},top_k={s.top_k},min_p={s.min_p}"
+    if (s.repetition_penalty, s.frequency_penalty, s.presence_penalty) != (1.0, 0.0, 0.0):
+        sampling += f",penalties={s.repetition_penalty}/{s.frequency_penalty}/{s.presence_penalty}"
+    args = ",".join(node.attrs["arg_names"])
+    return [f"model={agent.model or spec.model}", f"prompt={node.agent}({args})", f"sampling({sampling})"]
+
+
+def mark_logits_cache(graph: Graph, spec: Spec) -> list[CacheNode]:
+    """Attach a CacheNode to every repeating call; return the new nodes."""
+    marked: dict[int, CacheNode] = {}
+    nodes = graph.node_map()
+
+    def mark(node: Node, scope: str, paths: int) -> None:
+        if node.agent not in spec.agents or paths < 2 or node.id in marked:
+            return
+        marked[node.id] = CacheNode(node.id, scope, paths, _key(node, spec))
+
+    for node, parents in graph.walk():
+        if node.op == "sample":
+            mark(node, "samples", node.attrs["n"])
+        elif node.op == "resample":
+            mark(node, "resample", node.attrs["max_attempts"])
+        elif node.op in ("beam", "tree"):
+            expand = node.region("expand")
+            paths = node.attrs.get("branch", node.attrs.get("width")) if node.op == "beam" else node.attrs.get("breadth")
+            for call in _calls(expand):
+                mark(call, "expansion", paths or 0)
+        elif node.op in ("vote", "best") and node.inputs:
+            _mark_candidates(nodes.get(node.inputs[0]), nodes, mark)
+        elif node.op in CALL_OPS and parents:
+            bound = _invariant_loop_bound(node, parents, nodes)
+            if bound:
+                mark(node, "loop", bound)
+    graph.cache_nodes = sorted(marked.values(), key=lambda c: c.target)
+    return graph.cache_nodes
+
+
+def _calls(region: Region | None) -> list[Node]:
+    return [n for n in region.nodes if n.op in CALL_OPS] if region else []
+
+
+def _mark_candidates(source: Node | None, nodes: dict[int, Node], mark) -> None:
+    """`vote([a(x), a(x), a(x)], ...)` or a join of identical spawns: one context, many paths."""
+    if source is None or source.op not in ("list", "join"):
+        return
+    calls = [nodes.get(i) for i in source.inputs]
+    if not calls or any(c is None or c.op not in ("call", "spawn") for c in calls):
+        return
+    first = calls[0]
+    if all(c.agent == first.agent and c.inputs == first.inputs for c in calls):
+        for call in calls:
+            mark(call, "candidates", len(calls))
+
+
+def _invariant_loop_bound(node: Node, parents: tuple[Node, ...], nodes: dict[int, Node]) -> int:
+    """Iterations of the innermost enclosing loop, if the call's inputs are all defined
+    outside it (so every iteration renders the same prompt); 0 otherwise."""
+    loop = next((p for p in reversed(parents) if p.op in ("for", "repeat", "while")), None)
+    if loop is None:
+        return 0
+    inside = {n.id for region in loop.regions for n in _all(region)}
+    inside |= {p for region in loop.regions for p in region.params}
+    if any(v in inside for v in node.inputs):
+        return 0
+    if loop.op == "repeat":
+        return loop.attrs["count"]
+    if loop.op == "while":
+        return loop.attrs["max_iterations"]
+    return nodes[loop.inputs[0]].type.bound or 0
+
+
+def _all(region: Region):
+    for node in region.nodes:
+        yield node
+        for sub in node.regions:
+            yield from _all(sub)

@@ -1,0 +1,576 @@
+"""Pass 1, `resolve`: names, arity, types, bounds, cycles, dead code, unused agents.
+
+Walks the IR in program order, giving every node its type and binding every
+agent call's arguments to the agent's parameters (positional `#i`
+placeholders become parameter names). Each problem becomes a diagnostic at
+the node's position; the pass never stops at the first one.
+"""
+
+from __future__ import annotations
+
+from hive.compiler.agents import AgentInfo
+from hive.compiler.errors import Diagnostic, did_you_mean
+from hive.compiler.ir import Graph, Node, Region
+from hive.compiler.lower import BUILTINS
+from hive.compiler.source import SourceDoc
+from hive.compiler.spec import Spec
+from hive.compiler.types import (
+    ANY,
+    BOOLEAN,
+    INTEGER,
+    NULL,
+    NUMBER,
+    STRING,
+    Type,
+    assignable,
+    future_of,
+    is_numeric,
+    list_of,
+    parse_type,
+    record,
+    unify,
+)
+
+MAX_SAMPLES = 4096  # per combinator; keeps every flow's call count bounded and sane
+SEARCH_STATE = record(("text", STRING), ("steps", list_of(STRING)), ("score", NUMBER))
+_INT_ARGS = {
+    "beam": {"width": True, "depth": True, "branch": False},
+    "tree": {"breadth": True, "depth": True, "keep": False},
+    "refine": {"rounds": True},
+    "best": {},
+    "vote": {},
+}
+_LAMBDAS = {"beam": ("expand", "score"), "tree": ("expand", "score"), "refine": ("critique", "revise")}
+
+
+class _Resolver:
+    def __init__(self, spec: Spec, doc: SourceDoc, agents: dict[str, AgentInfo]):
+        self.spec = spec
+        self.doc = doc
+        self.agents = agents
+        self.types: dict[int, Type] = {}
+        self.diagnostics: list[Diagnostic] = []
+        self.inputs = spec.input_specs()
+
+    def error(self, node: Node, message: str, hint: str | None = None) -> None:
+        assert node.span is not None
+        self.diagnostics.append(self.doc.diagnostic("error", message, node.span, hint))
+
+    def t(self, value: int) -> Type:
+        return self.types.get(value, ANY)
+
+    # -- walking ----------------------------------------------------------------
+
+    def region(self, region: Region, param_types: list[Type]) -> list[Type]:
+        for pid, ptype in zip(region.params, param_types, strict=True):
+            self.types[pid] = ptype
+        for node in region.nodes:
+            node.type = self.node(node)
+            self.types[node.id] = node.type
+        return [self.t(v) for v in region.yields]
+
+    def node(self, node: Node) -> Type:
+        handler = getattr(self, f"op_{node.op}")
+        return handler(node)
+
+    # -- leaves -----------------------------------------------------------------
+
+    def op_input(self, node: Node) -> Type:
+        decl = self.inputs[node.attrs["name"]]
+        return parse_type(decl.type, decl.max_items)
+
+    def op_const(self, node: Node) -> Type:
+        value = node.attrs["value"]
+        if value is None:
+            return NULL
+        if isinstance(value, bool):
+            return BOOLEAN
+        if isinstance(value, int):
+            return INTEGER
+        if isinstance(value, float):
+            return NUMBER
+        return STRING
+
+    def op_unresolved(self, node: Node) -> Type:
+        name = node.attrs.get("name")
+        if name is None:
+            self.error(node, node.attrs["reason"])
+        elif name in self.agents:
+            self.error(node, f"'{name}' is an agent; call it: {name}(...)")
+        elif name in ("_", "_critique"):
+            self.error(node, f"'{name}' is only defined inside a combinator's lambda")
+        else:
+            hint = did_you_mean(name, node.attrs.get("candidates", []))
+            self.error(node, f"undefined variable '{name}'", hint)
+        return ANY
+
+    def op_unreachable(self, node: Node) -> Type:
+        if node.attrs["reason"] == "return inside a block":
+            self.error(node, "'return' is only allowed at the end of the flow, not inside a block")
+        else:
+            self.error(node, "unreachable code after 'return'")
+        return ANY
+
+    def op_return(self, node: Node) -> Type:
+        value = self.t(node.inputs[0])
+        declared = self.spec.outputs
+        if declared is None:
+            return value
+        if value.kind == "any":
+            return value
+        if value.kind != "record":
+            self.error(node, f"the flow returns {value}, but the spec declares outputs {sorted(declared)}")
+            return value
+        for name, tname in declared.items():
+            got = value.field(name)
+            if got is None:
+                self.error(node, f"the returned record has no output '{name}'", did_you_mean(name, [k for k, _ in value.fields]))
+            elif not assignable(got, parse_type(tname)):
+                self.error(node, f"output '{name}' is declared {tname} but the flow returns {got}")
+        for name, _ in value.fields:
+            if name not in declared:
+                self.error(node, f"the returned record has '{name}', which is not a declared output", did_you_mean(name, declared))
+        return value
+
+    # -- data -------------------------------------------------------------------
+
+    def op_field(self, node: Node) -> Type:
+        base = self.t(node.inputs[0])
+        name = node.attrs["name"]
+        if base.kind == "any":
+            return ANY
+        if base.kind == "record":
+            got = base.field(name)
+            if got is None:
+                fields = [k for k, _ in base.fields]
+                whose = f"'{base.origin}' result" if base.origin else "record"
+                hint = did_you_mean(name, fields) or f"its fields: {', '.join(fields)}"
+                self.error(node, f"{whose} has no field '{name}'", hint)
+                return ANY
+            return got
+        if base.kind == "future":
+            self.error(node, f"cannot read '.{name}' of a spawned call", "join it first: join(h)")
+        elif base.kind == "list":
+            self.error(node, f"cannot read '.{name}' of a list", "index it, or use map(list, _.field)")
+        else:
+            self.error(node, f"cannot read '.{name}' of a {base}")
+        return ANY
+
+    def op_index(self, node: Node) -> Type:
+        base, index = self.t(node.inputs[0]), self.t(node.inputs[1])
+        if base.kind in ("list", "string") and index.kind not in ("integer", "any"):
+            self.error(node, f"a {base.kind} index must be an integer, not {index}")
+        if base.kind == "list":
+            return base.item or ANY
+        if base.kind == "string":
+            return STRING
+        if base.kind == "record":
+            if index.kind not in ("string", "any"):
+                self.error(node, f"a record index must be a string, not {index}")
+            return ANY
+        if base.kind != "any":
+            self.error(node, f"cannot index a {base}")
+        return ANY
+
+    def op_unop(self, node: Node) -> Type:
+        operand = self.t(node.inputs[0])
+        if node.attrs["op"] == "not":
+            return BOOLEAN
+        if not is_numeric(operand):
+            self.error(node, f"cannot negate a {operand}")
+            return ANY
+        return operand
+
+    def op_binop(self, node: Node) -> Type:
+        op = node.attrs["op"]
+        left, right = self.t(node.inputs[0]), self.t(node.inputs[1])
+        if op in ("and", "or", "==", "!="):
+            return BOOLEAN
+        if op == "in":
+            if right.kind not in ("list", "string", "record", "any"):
+                self.error(node, f"'in' needs a list, string or record on the right, not {right}")
+            return BOOLEAN
+        if "any" in (left.kind, right.kind):
+            return BOOLEAN if op in ("<", "<=", ">", ">=") else ANY
+        if op in ("<", "<=", ">", ">="):
+            if not (is_numeric(left) and is_numeric(right)) and not (left.kind == right.kind == "string"):
+                self.error(node, f"cannot compare {left} {op} {right}")
+            return BOOLEAN
+        if op == "+" and left.kind == right.kind and left.kind in ("string", "list"):
+            if left.kind == "list":
+                bound = None if left.bound is None or right.bound is None else left.bound + right.bound
+                return list_of(unify(left.item or ANY, right.item or ANY), bound)
+            return STRING
+        if is_numeric(left) and is_numeric(right):
+            if op == "/" or NUMBER in (left, right):
+                return NUMBER
+            return INTEGER
+        self.error(node, f"cannot apply '{op}' to {left} and {right}")
+        return ANY
+
+    def op_list(self, node: Node) -> Type:
+        item: Type | None = None
+        for value in node.inputs:
+            item = self.t(value) if item is None else unify(item, self.t(value))
+        return list_of(item or ANY, len(node.inputs))
+
+    def op_record(self, node: Node) -> Type:
+        keys = node.attrs["keys"]
+        seen = set()
+        for key in keys:
+            if key in seen:
+                self.error(node, f"duplicate key '{key}' in record")
+            seen.add(key)
+        return record(*((k, self.t(v)) for k, v in zip(keys, node.inputs, strict=True)))
+
+    def op_builtin(self, node: Node) -> Type:
+        name = node.attrs["name"]
+        args = [self.t(v) for v in node.inputs]
+        self.no_kwargs(node, allowed={"sep"} if name == "concat" else set())
+        expected = {"len": 1, "str": 1, "int": 1, "float": 1, "lower": 1, "strip": 1, "concat": 1}[name]
+        if len(args) != expected:
+            self.error(node, f"{name}() takes {expected} argument(s), got {len(args)}")
+            return ANY
+        (arg,) = args
+        if name == "len":
+            if arg.kind not in ("list", "string", "record", "any"):
+                self.error(node, f"len() needs a list or string, not {arg}")
+            return INTEGER
+        if name == "concat":
+            if arg.kind not in ("list", "any"):
+                self.error(node, f"concat() needs a list, not {arg}")
+            return STRING
+        return {"str": STRING, "int": INTEGER, "float": NUMBER, "lower": STRING, "strip": STRING}[name]
+
+    def no_kwargs(self, node: Node, allowed: set[str]) -> None:
+        for key in node.attrs.get("bad_kwargs", []):
+            self.error(node, f"argument '{key}' must be a literal")
+        known = {"name", "bad_kwargs", "by_field", "num_positional"} | allowed
+        for key in node.attrs:
+            if key not in known and key not in _INT_ARGS.get(node.op, {}):
+                self.error(node, f"{node.attrs.get('name', node.op)}() has no argument '{key}'")
+
+    # -- agent calls ------------------------------------------------------------
+
+    def bind(self, node: Node) -> Type:
+        name = node.attrs["agent"]
+        info = self.agents.get(name)
+        if info is None:
+            hint = did_you_mean(name, self.agents) or (f"agents: {', '.join(self.agents)}" if len(self.agents) < 8 else None)
+            self.error(node, f"unknown agent '{name}'", hint)
+            for value in node.inputs:
+                self.check_argument(node, value)
+            return ANY
+        bound: list[str] = []
+        num_positional = node.attrs.get("num_positional", 0)
+        for i, (arg, value) in enumerate(zip(node.attrs["arg_names"], node.inputs, strict=True)):
+            self.check_argument(node, value)
+            if i < num_positional and arg not in info.params:
+                # A positional argument that is not a same-named variable binds by position.
+                if not info.has_declared_params:
+                    self.error(
+                        node,
+                        f"argument {i + 1} of '{name}' needs a parameter name",
+                        f"write <param>=<value>; '{name}' takes {_params(info)}",
+                    )
+                    continue
+                if i >= len(info.params):
+                    self.error(node, f"'{name}' takes {len(info.params)} argument(s), got {len(node.inputs)}")
+                    continue
+                arg = info.params[i]
+            elif arg not in info.params:
+                hint = did_you_mean(arg, info.params) or f"it takes {_params(info)}"
+                self.error(node, f"agent '{name}' has no parameter '{arg}'", hint)
+                continue
+            if arg in bound:
+                self.error(node, f"parameter '{arg}' of '{name}' is given twice")
+            bound.append(arg)
+        missing = [p for p in info.params if p not in bound]
+        if missing:
+            self.error(node, f"missing argument(s) for '{name}': {', '.join(missing)}")
+        if len(bound) == len(node.inputs):
+            node.attrs["arg_names"] = bound
+        return info.result
+
+    def check_argument(self, node: Node, value: int) -> None:
+        if self.t(value).kind == "future":
+            self.error(node, "an argument is a spawned call that was not joined", "join it first: join(h)")
+
+    def op_call(self, node: Node) -> Type:
+        return self.bind(node)
+
+    def op_spawn(self, node: Node) -> Type:
+        return future_of(self.bind(node))
+
+    def op_sample(self, node: Node) -> Type:
+        result = self.bind(node)
+        n = node.attrs["n"]
+        if not 1 <= n <= MAX_SAMPLES:
+            self.error(node, f"sample count must be between 1 and {MAX_SAMPLES}, got {n}")
+        return list_of(result, n)
+
+    def op_resample(self, node: Node) -> Type:
+        result = self.bind(node)
+        if not 1 <= node.attrs["max_attempts"] <= MAX_SAMPLES:
+            self.error(node, f"'max' must be between 1 and {MAX_SAMPLES}")
+        self.region(node.regions[0], [result])
+        return result.with_fields(("accepted", BOOLEAN), ("attempts", INTEGER)) if result.kind == "record" else ANY
+
+    def op_join(self, node: Node) -> Type:
+        self.no_kwargs(node, set())
+        args = [self.t(v) for v in node.inputs]
+        if not args:
+            self.error(node, "join() needs at least one spawned call")
+            return ANY
+        items = []
+        for arg in args:
+            if arg.kind == "future":
+                items.append(arg.item or ANY)
+            elif arg.kind == "list" and (arg.item is None or arg.item.kind in ("future", "any")):
+                items.append(list_of((arg.item.item if arg.item else None) or ANY, arg.bound))
+            elif arg.kind != "any":
+                self.error(node, f"join() takes spawned calls, not {arg}", "start calls with: h = spawn agent(...)")
+                items.append(ANY)
+            else:
+                items.append(ANY)
+        if len(items) == 1:
+            return items[0]
+        merged = items[0]
+        for item in items[1:]:
+            merged = unify(merged, item)
+        return list_of(merged, len(items))
+
+    # -- combinators ------------------------------------------------------------
+
+    def list_arg(self, node: Node, what: str) -> Type:
+        if len(node.inputs) != 1:
+            self.error(node, f"{what}() takes one list, got {len(node.inputs)} positional argument(s)")
+            return list_of(ANY)
+        arg = self.t(node.inputs[0])
+        if arg.kind == "any":
+            return list_of(ANY)
+        if arg.kind != "list":
+            self.error(node, f"{what}() needs a list, not {arg}")
+            return list_of(ANY)
+        return arg
+
+    def by(self, node: Node, element: Type, numeric: bool) -> None:
+        lam = node.region("by")
+        if "by_field" in node.attrs:
+            name = node.attrs["by_field"]
+            if element.kind == "record":
+                got = element.field(name)
+                if got is None:
+                    fields = [k for k, _ in element.fields]
+                    self.error(node, f"{node.op} by '{name}': the elements have no field '{name}'", did_you_mean(name, fields) or f"their fields: {', '.join(fields)}")
+                elif numeric and not is_numeric(got):
+                    self.error(node, f"best by '{name}' needs a number, but '{name}' is {got}")
+            elif element.kind != "any":
+                self.error(node, f"{node.op} by a field needs records, not {element}")
+        elif lam is not None:
+            (result,) = self.region(lam, [element])
+            if numeric and not is_numeric(result):
+                self.error(node, f"best's scorer must give a number, not {result}", "extract a number, e.g. extract: {score: {regex: '(\\d+)', type: number}}")
+        else:
+            self.error(node, f"{node.op}() needs by=<field> or by=<expression over _>")
+
+    def op_vote(self, node: Node) -> Type:
+        self.no_kwargs(node, set())
+        items = self.list_arg(node, "vote")
+        element = items.item or ANY
+        self.by(node, element, numeric=False)
+        return element.with_fields(("votes", INTEGER)) if element.kind == "record" else ANY
+
+    def op_best(self, node: Node) -> Type:
+        self.no_kwargs(node, {"lowest"})
+        items = self.list_arg(node, "best")
+        element = items.item or ANY
+        self.by(node, element, numeric=True)
+        return element.with_fields(("score", NUMBER)) if element.kind == "record" else ANY
+
+    def op_map(self, node: Node) -> Type:
+        self.no_kwargs(node, set())
+        lam = node.region("each")
+        if lam is None:
+            self.error(node, "map() takes a list and an expression over _, e.g. map(chunks, summarize(chunk=_))")
+            return list_of(ANY)
+        items = self.list_arg(node, "map")
+        if items.kind == "list" and items.bound is None and self.t(node.inputs[0]).kind != "any":
+            self.error(node, "map over a list of unknown length is unbounded", "declare max_items on the input list")
+        (result,) = self.region(lam, [items.item or ANY])
+        return list_of(result, items.bound)
+
+    def int_args(self, node: Node) -> None:
+        for key, required in _INT_ARGS[node.op].items():
+            value = node.attrs.get(key)
+            if value is None:
+                if required:
+                    self.error(node, f"{node.op}() needs {key}=<integer>")
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SAMPLES:
+                self.error(node, f"{node.op}() {key} must be an integer between 1 and {MAX_SAMPLES}")
+
+    def search(self, node: Node) -> Type:
+        self.no_kwargs(node, set())
+        self.int_args(node)
+        if node.inputs:
+            self.error(node, f"{node.op}() takes only keyword arguments: expand=, score=, ...")
+        for name in _LAMBDAS[node.op]:
+            if node.region(name) is None:
+                self.error(node, f"{node.op}() needs {name}=<expression over _>")
+        expand, score = node.region("expand"), node.region("score")
+        if expand is not None:
+            self.region(expand, [SEARCH_STATE])
+            self.require_call(node, expand, "expand")
+        if score is not None:
+            (result,) = self.region(score, [SEARCH_STATE])
+            if not is_numeric(result):
+                self.error(node, f"{node.op}() score must be a number, not {result}")
+        return SEARCH_STATE
+
+    def require_call(self, node: Node, region: Region, what: str) -> None:
+        produced = region.nodes[-1] if region.nodes else None
+        if produced is None or produced.op != "call" or produced.id != region.yields[0]:
+            self.error(node, f"{node.op}() {what}= must be an agent call")
+
+    op_beam = search
+    op_tree = search
+
+    def op_refine(self, node: Node) -> Type:
+        self.no_kwargs(node, set())
+        self.int_args(node)
+        draft = node.region("draft")
+        if draft is None or node.attrs.get("num_positional", 0) != 1:
+            self.error(node, "refine() takes one draft call, e.g. refine(writer(task), critique=..., revise=..., rounds=2)")
+            return ANY
+        (draft_type,) = self.region(draft, [])
+        self.require_call(node, draft, "the draft")
+        critique_type: Type = ANY
+        if (critique := node.region("critique")) is not None:
+            (critique_type,) = self.region(critique, [draft_type])
+            self.require_call(node, critique, "critique")
+        else:
+            self.error(node, "refine() needs critique=<call over _>")
+        if (revise := node.region("revise")) is not None:
+            (revised,) = self.region(revise, [draft_type, critique_type])
+            self.require_call(node, revise, "revise")
+            draft_type = unify(draft_type, revised)  # a different reviser keeps the common fields
+        else:
+            self.error(node, "refine() needs revise=<call over _ and _critique>")
+        if (stop := node.region("stop")) is not None:
+            self.region(stop, [draft_type, critique_type])
+        return draft_type.with_fields(("rounds", INTEGER)) if draft_type.kind == "record" else ANY
+
+    # -- control flow -----------------------------------------------------------
+
+    def carried(self, node: Node, yields: list[list[Type]]) -> Type:
+        names = node.attrs["carried"]
+        fields = []
+        for i, name in enumerate(names):
+            merged = yields[0][i]
+            for other in yields[1:]:
+                merged = unify(merged, other[i])
+            fields.append((name, merged))
+        return record(*fields)
+
+    def op_if(self, node: Node) -> Type:
+        return self.carried(node, [self.region(r, []) for r in node.regions])
+
+    def loop_body(self, node: Node, first: list[Type]) -> Type:
+        carried_in = [self.t(v) for v in node.inputs[len(node.inputs) - len(node.attrs["carried"]) :]]
+        results = []
+        for region in node.regions:
+            extra = first if region.name == "body" else []
+            results.append(self.region(region, extra + carried_in))
+        body = results[-1]
+        return self.carried(node, [carried_in, body])
+
+    def op_for(self, node: Node) -> Type:
+        items = self.t(node.inputs[0])
+        if items.kind not in ("list", "any"):
+            self.error(node, f"for needs a list, not {items}")
+        elif items.kind == "list" and items.bound is None:
+            self.error(node, "for over a list of unknown length is unbounded", "declare max_items on the input list")
+        return self.loop_body(node, [items.item or ANY if items.kind == "list" else ANY])
+
+    def op_repeat(self, node: Node) -> Type:
+        if not 1 <= node.attrs["count"] <= MAX_SAMPLES:
+            self.error(node, f"repeat count must be between 1 and {MAX_SAMPLES}")
+        return self.loop_body(node, [])
+
+    def op_while(self, node: Node) -> Type:
+        if not 1 <= node.attrs["max_iterations"] <= MAX_SAMPLES:
+            self.error(node, f"while 'max' must be between 1 and {MAX_SAMPLES}")
+        return self.loop_body(node, [])
+
+    def op_param(self, node: Node) -> Type:  # pragma: no cover - params are not nodes in regions
+        return ANY
+
+
+def _params(info: AgentInfo) -> str:
+    return ", ".join(info.params) if info.params else "no parameters"
+
+
+def resolve(graph: Graph, spec: Spec, doc: SourceDoc, agents: dict[str, AgentInfo]) -> list[Diagnostic]:
+    """Type and check `graph` in place; return every problem found (errors and warnings)."""
+    resolver = _Resolver(spec, doc, agents)
+    resolver.region(graph.body, [])
+    diagnostics = resolver.diagnostics
+    diagnostics += _check_returns(graph, doc)
+    diagnostics += _check_agents(graph, spec, doc)
+    return diagnostics
+
+
+def _check_returns(graph: Graph, doc: SourceDoc) -> list[Diagnostic]:
+    if any(node.op == "return" for node in graph.body.nodes):
+        return []
+    span = doc.span(("flow",))
+    return [doc.diagnostic("error", "the flow has no 'return'; end it with: return <value>", span)]
+
+
+def _check_agents(graph: Graph, spec: Spec, doc: SourceDoc) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for name, agent in spec.agents.items():
+        if name in BUILTINS:
+            out.append(doc.diagnostic("error", f"agent name '{name}' is a built-in; choose another", doc.span(("agents", name), key=True)))
+        for i, callee in enumerate(agent.calls):
+            if callee not in spec.agents:
+                out.append(doc.diagnostic("error", f"agent '{name}' may call unknown agent '{callee}'", doc.span(("agents", name, "calls", i)), did_you_mean(callee, spec.agents)))
+    out += _delegation_cycles(spec, doc)
+    called = {node.agent for node, _ in graph.calls()}
+    reachable = set(called)
+    frontier = list(called)
+    while frontier:
+        agent = spec.agents.get(frontier.pop())
+        for callee in agent.calls if agent else ():
+            if callee not in reachable:
+                reachable.add(callee)
+                frontier.append(callee)
+    for name in spec.agents:
+        if name not in reachable:
+            out.append(doc.diagnostic("warning", f"agent '{name}' is never called", doc.span(("agents", name), key=True)))
+    return out
+
+
+def _delegation_cycles(spec: Spec, doc: SourceDoc) -> list[Diagnostic]:
+    """Delegation (`calls`) must be acyclic: a cycle has no bound on its calls."""
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    out: list[Diagnostic] = []
+
+    def visit(name: str, stack: list[str]) -> None:
+        state[name] = 1
+        for callee in spec.agents[name].calls:
+            if callee not in spec.agents:
+                continue
+            if state.get(callee) == 1:
+                cycle = stack[stack.index(callee) :] + [callee] if callee in stack else [name, callee]
+                out.append(doc.diagnostic("error", f"delegation cycle: {' -> '.join(cycle)}", doc.span(("agents", name, "calls"))))
+            elif callee not in state:
+                visit(callee, [*stack, callee])
+        state[name] = 2
+
+    for name in spec.agents:
+        if name not in state:
+            visit(name, [name])
+    return out
+

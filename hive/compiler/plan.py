@@ -1,0 +1,70 @@
+"""The Plan: a compiled workflow, as versioned JSON.
+
+It holds the validated spec (the runtime needs its agents and templates),
+the IR with its types, and every pass's annotations. `Plan.to_json()` and
+`load_plan()` round-trip to an equal object.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hive.compiler.errors import PlanError
+from hive.compiler.ir import Graph
+from hive.compiler.passes.prefixes import PrefixGroup
+from hive.compiler.passes.priorities import Priorities
+from hive.compiler.spec import Spec
+
+PLAN_FORMAT = "hive-plan"
+PLAN_VERSION = 1
+
+
+class Plan(BaseModel):
+    """A compiled workflow, ready for `hive run`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["hive-plan"] = PLAN_FORMAT
+    version: Literal[1] = PLAN_VERSION
+    source: str
+    """The spec file this plan was compiled from."""
+    spec: Spec
+    graph: Graph
+    prefix_groups: list[PrefixGroup]
+    priorities: Priorities
+    warnings: list[str] = []
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return self.model_dump_json(indent=indent, by_alias=True)
+
+    def call_group(self) -> dict[int, str]:
+        """Prefix group id of each call node."""
+        return {call: g.id for g in self.prefix_groups for call in g.calls}
+
+
+def load_plan(path_or_text: str | Path) -> Plan:
+    """Read a plan written by `Plan.to_json()` (a path, or the JSON text itself)."""
+    text = str(path_or_text)
+    if not text.lstrip().startswith("{"):
+        try:
+            text = Path(path_or_text).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PlanError(f"{path_or_text}: cannot read plan: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"plan is not JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+        raise PlanError("not a Hive plan (no \"format\": \"hive-plan\")")
+    if data.get("version") != PLAN_VERSION:
+        raise PlanError(f"plan version {data.get('version')!r} is not supported; recompile it with `hive compile`")
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PlanError(f"invalid plan at {where}: {first['msg']}") from None

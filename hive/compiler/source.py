@@ -1,0 +1,274 @@
+"""Reading spec files (YAML or JSON) with the position of every value.
+
+The document is composed with PyYAML's safe loader (JSON is read by `json`
+for its exact semantics, and composed by YAML only for positions). While the
+node tree is turned into plain Python data we record, for every path
+(`("agents", "solver", "prompt")`), where its key and its value start, and
+enough about each string scalar to map an offset inside the decoded string
+(a flow program, a template) back to a line and column in the file.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hive.compiler.errors import Diagnostic, Span, SpecError
+
+PathKey = tuple[str | int, ...]
+
+# Aliases expand into shared sub-trees; an untrusted spec could use them to
+# blow up (the "billion laughs" document). No real spec comes near this.
+MAX_NODES = 200_000
+MAX_BYTES = 4 * 1024 * 1024
+
+_ESCAPE_LEN = {"x": 2, "u": 4, "U": 8}
+
+
+@dataclass(frozen=True)
+class _Scalar:
+    style: str | None
+    start: int  # offset of the scalar's first character (the quote or indicator) in the file
+    end: int
+
+
+@dataclass
+class SourceDoc:
+    """A parsed spec file: its data and where each part of it is."""
+
+    path: str
+    text: str
+    data: Any
+    value_marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    scalars: dict[PathKey, _Scalar] = field(default_factory=dict)
+    _line_starts: list[int] = field(default_factory=list)
+    _blocks: dict[int, _BlockMap] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        starts = [0]
+        for i, ch in enumerate(self.text):
+            if ch == "\n":
+                starts.append(i + 1)
+        self._line_starts = starts
+
+    def source_line(self, line: int) -> str | None:
+        if not 1 <= line <= len(self._line_starts):
+            return None
+        start = self._line_starts[line - 1]
+        end = self.text.find("\n", start)
+        return self.text[start : end if end >= 0 else len(self.text)]
+
+    def span(self, path: PathKey, *, key: bool = False) -> Span:
+        """Where `path` is; the nearest enclosing value when `path` itself is absent."""
+        marks = self.key_marks if key else self.value_marks
+        probe = tuple(path)
+        while probe:
+            if probe in marks:
+                return self._span(*marks[probe])
+            if not key and probe in self.key_marks:
+                return self._span(*self.key_marks[probe])
+            probe = probe[:-1]
+        return self._span(*self.value_marks.get((), (0, 0)))
+
+    def span_in_string(self, path: PathKey, offset: int) -> Span:
+        """The file position of character `offset` of the string value at `path`."""
+        scalar = self.scalars.get(tuple(path))
+        if scalar is None:
+            return self.span(path)
+        return self._span(*self._offset_to_line_col(self._raw_offset(scalar, offset)))
+
+    def diagnostic(self, severity: str, message: str, span: Span, hint: str | None = None):
+        return Diagnostic(severity, message, span, hint, self.source_line(span.line))  # type: ignore[arg-type]
+
+    # -- internals ---------------------------------------------------------
+
+    def _span(self, line0: int, col0: int) -> Span:
+        return Span(self.path, line0 + 1, col0 + 1)
+
+    def _offset_to_line_col(self, index: int) -> tuple[int, int]:
+        line = bisect.bisect_right(self._line_starts, index) - 1
+        return line, index - self._line_starts[line]
+
+    def _raw_offset(self, scalar: _Scalar, offset: int) -> int:
+        text = self.text
+        if scalar.style in ("|", ">"):
+            block = self._blocks.get(scalar.start)
+            if block is None:
+                block = self._blocks[scalar.start] = _BlockMap(text, scalar)
+            return block(offset)
+        if scalar.style == '"':
+            return _double_quoted_offset(text, scalar.start + 1, offset)
+        if scalar.style == "'":
+            i, decoded = scalar.start + 1, 0
+            while decoded < offset and i < scalar.end:
+                i += 2 if text.startswith("''", i) else 1
+                decoded += 1
+            return i
+        return min(scalar.start + offset, max(scalar.end, scalar.start))
+
+
+class _BlockMap:
+    """Offsets in a literal/folded block's decoded text -> offsets in the file.
+
+    The block's content lines follow its header line, each indented by the
+    same amount; decoded line i is file line i with that indent removed.
+    """
+
+    def __init__(self, text: str, scalar: _Scalar):
+        header_end = text.find("\n", scalar.start)
+        body_start = header_end + 1 if header_end >= 0 else len(text)
+        raw_lines = text[body_start : scalar.end].split("\n")
+        first = next((line for line in raw_lines if line.strip()), "")
+        self.indent = len(first) - len(first.lstrip(" "))
+        self.decoded_starts: list[int] = []
+        self.file_starts: list[int] = []
+        decoded, file_pos = 0, body_start
+        for line in raw_lines:
+            self.decoded_starts.append(decoded)
+            self.file_starts.append(file_pos)
+            decoded += max(len(line) - self.indent, 0) + 1
+            file_pos += len(line) + 1
+
+    def __call__(self, offset: int) -> int:
+        if not self.file_starts:
+            return 0
+        i = max(bisect.bisect_right(self.decoded_starts, offset) - 1, 0)
+        return self.file_starts[i] + self.indent + (offset - self.decoded_starts[i])
+
+
+def _double_quoted_offset(text: str, i: int, offset: int) -> int:
+    decoded = 0
+    while decoded < offset and i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            i += 2 + _ESCAPE_LEN.get(text[i + 1], 0)
+        elif ch == "\n":  # a folded line break: the break and the next line's indent read as one space
+            i += 1
+            while i < len(text) and text[i] in " \t":
+                i += 1
+        else:
+            i += 1
+        decoded += 1
+    return i
+
+
+class _Builder:
+    """Turns a composed YAML node tree into data, recording positions by path."""
+
+    def __init__(self, doc: SourceDoc, constructor: yaml.constructor.SafeConstructor):
+        self.doc = doc
+        self.constructor = constructor
+        self.num_nodes = 0
+        self.errors: list[Diagnostic] = []
+
+    def build(self, node: yaml.Node, path: PathKey) -> Any:
+        self.num_nodes += 1
+        if self.num_nodes > MAX_NODES:
+            raise _TooBig(node)
+        self.doc.value_marks[path] = (node.start_mark.line, node.start_mark.column)
+        if isinstance(node, yaml.MappingNode):
+            result: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise _Unsupported(key_node, "YAML merge keys ('<<') are not supported in specs")
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _Unsupported(key_node, "mapping keys must be plain strings")
+                key = str(self.constructor.construct_object(key_node))
+                child = (*path, key)
+                if key in result:
+                    line, col = key_node.start_mark.line, key_node.start_mark.column
+                    first = self.doc.key_marks[child]
+                    span = self.doc._span(line, col)
+                    self.errors.append(
+                        self.doc.diagnostic(
+                            "error",
+                            f"duplicate key '{key}' (first defined on line {first[0] + 1})",
+                            span,
+                        )
+                    )
+                    continue
+                self.doc.key_marks[child] = (key_node.start_mark.line, key_node.start_mark.column)
+                result[key] = self.build(value_node, child)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        value = self.constructor.construct_object(node)
+        if isinstance(value, str):
+            self.doc.scalars[path] = _Scalar(node.style, node.start_mark.index, node.end_mark.index)
+        return value
+
+
+class _TooBig(Exception):
+    def __init__(self, node: yaml.Node):
+        self.node = node
+
+
+class _Unsupported(Exception):
+    def __init__(self, node: yaml.Node, message: str):
+        self.node = node
+        self.message = message
+
+
+def read_spec_file(path: str | Path) -> SourceDoc:
+    """Read a spec file; raise `SpecError` with a located message when it is not valid YAML/JSON."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError([Diagnostic("error", f"cannot read spec: {exc.strerror}", Span(str(path), 1, 1))]) from None
+    return parse_spec_text(raw, str(path), is_json=path.suffix.lower() == ".json")
+
+
+def parse_spec_text(raw: bytes | str, filename: str, *, is_json: bool = False) -> SourceDoc:
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_BYTES:
+            raise SpecError([Diagnostic("error", f"spec is larger than {MAX_BYTES // 1024 // 1024} MiB", Span(filename, 1, 1))])
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise SpecError([Diagnostic("error", f"spec is not UTF-8 text (byte {exc.start})", Span(filename, 1, 1))]) from None
+    else:
+        text = raw
+    doc = SourceDoc(filename, text, None)
+    if is_json:
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            span = Span(filename, exc.lineno, exc.colno)
+            raise SpecError([doc.diagnostic("error", f"invalid JSON: {exc.msg}", span)]) from None
+        except RecursionError:
+            raise SpecError([Diagnostic("error", "JSON nests too deeply", Span(filename, 1, 1))]) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise SpecError([doc.diagnostic("error", "spec is empty", Span(filename, 1, 1))])
+        builder = _Builder(doc, loader)
+        doc.data = builder.build(node, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        span = doc._span(mark.line, mark.column) if mark else Span(filename, 1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        kind = "JSON" if is_json else "YAML"
+        raise SpecError([doc.diagnostic("error", f"invalid {kind}: {problem}", span)]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Diagnostic("error", f"invalid YAML: {exc}", Span(filename, 1, 1))]) from None
+    except _TooBig as exc:
+        span = doc._span(exc.node.start_mark.line, exc.node.start_mark.column)
+        raise SpecError([doc.diagnostic("error", f"spec expands to more than {MAX_NODES} values (aliases?)", span)]) from None
+    except _Unsupported as exc:
+        span = doc._span(exc.node.start_mark.line, exc.node.start_mark.column)
+        raise SpecError([doc.diagnostic("error", exc.message, span)]) from None
+    except RecursionError:
+        raise SpecError([Diagnostic("error", "spec nests too deeply", Span(filename, 1, 1))]) from None
+    finally:
+        loader.dispose()
+    if builder.errors:
+        raise SpecError(builder.errors)
+    return doc

@@ -1,0 +1,67 @@
+"""Agent prompt templates: Jinja2 in a sandboxed environment.
+
+Specs are untrusted, so templates are parsed and rendered only by a
+`SandboxedEnvironment` (no attribute access to Python internals). The
+compiler needs three facts about a template: whether it parses (and where it
+does not), the variables it reads (the agent's parameters), and its static
+prefix (the text before the first tag, shared by every call).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+
+@cache
+def environment() -> SandboxedEnvironment:
+    # StrictUndefined: a missing argument is an error, never an empty string in a prompt.
+    from jinja2 import StrictUndefined
+
+    return SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+class TemplateProblem(Exception):
+    def __init__(self, message: str, line: int):
+        super().__init__(message)
+        self.message = message
+        self.line = line  # 1-based line inside the template
+
+
+def variables(source: str) -> list[str]:
+    """The variables `source` reads from its context, in order of first appearance."""
+    env = environment()
+    try:
+        tree = env.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(exc.message or "invalid template", exc.lineno or 1) from None
+    undeclared = meta.find_undeclared_variables(tree) - set(env.globals)
+    ordered = []
+    for name_node in tree.find_all(nodes.Name):
+        if name_node.name in undeclared and name_node.name not in ordered:
+            ordered.append(name_node.name)
+    ordered.extend(sorted(undeclared - set(ordered)))
+    return ordered
+
+
+def static_prefix(source: str) -> str:
+    """The template's text before its first `{{`, `{%` or `{#`: the same for every call."""
+    cut = len(source)
+    for opener in ("{{", "{%", "{#"):
+        i = source.find(opener)
+        if i >= 0:
+            cut = min(cut, i)
+    return source[:cut]
+
+
+def line_offset(source: str, line: int) -> int:
+    """Offset of the first character of 1-based `line` in `source`."""
+    offset = 0
+    for _ in range(line - 1):
+        nxt = source.find("\n", offset)
+        if nxt < 0:
+            break
+        offset = nxt + 1
+    return offset

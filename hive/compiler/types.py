@@ -1,0 +1,111 @@
+"""Value types of the flow language.
+
+Types are small frozen values. Lists carry an upper bound on their length
+when one is known (`sample ... x 8` makes a list of at most 8), which is how
+the compiler bounds the calls of `map` and `for`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PRIMITIVES = ("string", "number", "integer", "boolean", "null", "any")
+
+
+@dataclass(frozen=True)
+class Type:
+    kind: str  # a primitive, "list", "record" or "future"
+    item: Type | None = None  # list / future element
+    fields: tuple[tuple[str, Type], ...] = ()  # record fields, in order
+    bound: int | None = None  # lists: the most items it can hold
+    origin: str | None = None  # records: the agent whose reply this is, for messages
+
+    def __str__(self) -> str:
+        if self.kind == "list":
+            return f"list[{self.item}]" + (f"<={self.bound}" if self.bound is not None else "")
+        if self.kind == "future":
+            return f"future[{self.item}]"
+        if self.kind == "record":
+            inner = ", ".join(f"{k}: {v}" for k, v in self.fields)
+            return "{" + inner + "}"
+        return self.kind
+
+    def field(self, name: str) -> Type | None:
+        for key, value in self.fields:
+            if key == name:
+                return value
+        return None
+
+    def with_fields(self, *extra: tuple[str, Type]) -> Type:
+        names = {k for k, _ in extra}
+        kept = tuple((k, v) for k, v in self.fields if k not in names)
+        return Type("record", fields=kept + tuple(extra), origin=self.origin)
+
+
+STRING = Type("string")
+NUMBER = Type("number")
+INTEGER = Type("integer")
+BOOLEAN = Type("boolean")
+NULL = Type("null")
+ANY = Type("any")
+
+
+def list_of(item: Type, bound: int | None = None) -> Type:
+    return Type("list", item=item, bound=bound)
+
+
+def future_of(item: Type) -> Type:
+    return Type("future", item=item)
+
+
+def record(*fields: tuple[str, Type], origin: str | None = None) -> Type:
+    return Type("record", fields=tuple(fields), origin=origin)
+
+
+_TYPE_NAME = re.compile(r"^(?:list\[(\w+)\]|(\w+))$")
+
+
+def parse_type(name: str, bound: int | None = None) -> Type:
+    """`string`, `list[integer]`, ... (already checked against the spec schema's pattern)."""
+    match = _TYPE_NAME.match(name)
+    assert match, name
+    if match.group(1):
+        return list_of(Type(match.group(1)), bound)
+    return Type(match.group(2))
+
+
+def is_numeric(t: Type) -> bool:
+    return t.kind in ("number", "integer", "any")
+
+
+def assignable(source: Type, target: Type) -> bool:
+    """Whether a value of type `source` may be used where `target` is declared."""
+    if ANY in (source, target) or source.kind == "any" or target.kind == "any":
+        return True
+    if source.kind == "integer" and target.kind == "number":
+        return True
+    if source.kind != target.kind:
+        return False
+    if source.kind == "list":
+        return assignable(source.item or ANY, target.item or ANY)
+    return True
+
+
+def unify(a: Type, b: Type) -> Type:
+    """The type of a value that is either `a` or `b` (if/else merges)."""
+    if a == b:
+        return a
+    if {a.kind, b.kind} == {"integer", "number"}:
+        return NUMBER
+    if a.kind == b.kind == "list":
+        bound = None if a.bound is None or b.bound is None else max(a.bound, b.bound)
+        return list_of(unify(a.item or ANY, b.item or ANY), bound)
+    if a.kind == b.kind == "record":
+        common = [(k, unify(v, b.field(k))) for k, v in a.fields if b.field(k) is not None]
+        return record(*common, origin=a.origin if a.origin == b.origin else None)
+    if a.kind == "null":
+        return b
+    if b.kind == "null":
+        return a
+    return ANY
