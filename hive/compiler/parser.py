@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import cache
 from importlib.resources import files
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.indenter import DedentError, Indenter
 
@@ -46,11 +46,12 @@ _TOKEN_NAMES = {
     "MUL_OP": "'*', '/' or '%'",
     "$END": "the end of the flow",
     "MINUS": "'-'",
+    "NOT": "'not'",
 }
 
 # When Lark expects most of these, say "an expression" instead of listing them.
 _EXPRESSION_START = {
-    "NAME", "INT", "FLOAT", "STRING", "LPAR", "LSQB", "LBRACE", "MINUS", "_NOT",
+    "NAME", "INT", "FLOAT", "STRING", "LPAR", "LSQB", "LBRACE", "MINUS", "NOT",
     "TRUE", "FALSE", "NULL", "SAMPLE", "SPAWN", "RESAMPLE",
 }
 _OPERATORS = {"COMP_OP", "ADD_OP", "MUL_OP", "_AND", "_OR", "DOT", "LSQB", "LPAR"}
@@ -68,148 +69,158 @@ class _FlowIndenter(Indenter):
 @cache
 def _parser() -> Lark:
     grammar = files("hive.compiler").joinpath("flow.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", postlex=_FlowIndenter(), propagate_positions=True)
+    return Lark(grammar, parser="lalr", postlex=_FlowIndenter(), maybe_placeholders=False)
 
 
-def _pos(item: Tree | Token) -> int:
+def _pos(item) -> int:
+    """Offset of the first character of a child: a token or an AST node."""
     if isinstance(item, Token):
         return item.start_pos or 0
-    return item.meta.start_pos if not item.meta.empty else 0
+    if isinstance(item, ast.Expr | ast.Stmt):
+        return item.pos
+    if isinstance(item, tuple | list) and item:
+        return _pos(item[0])
+    return 0
 
 
-@v_args(meta=True)
 class _ToAst(Transformer):
-    """Lark tree -> `hive.compiler.ast`. Each method gets the rule's children."""
+    """Lark tree -> `hive.compiler.ast`. Each method gets the rule's children.
 
-    def start(self, meta, stmts):
+    Positions come from the tokens (keywords are named terminals so that they
+    stay in the tree), not from Lark's propagate_positions, which doubles the
+    parse time of long flows.
+    """
+
+    def start(self, stmts):
         return ast.Program(tuple(stmts))
 
-    def assign(self, meta, c):
-        return ast.Assign(meta.start_pos, str(c[0]), c[1])
+    def assign(self, c):
+        return ast.Assign(_pos(c[0]), str(c[0]), c[1])
 
-    def return_stmt(self, meta, c):
-        return ast.Return(meta.start_pos, c[0])
+    def return_stmt(self, c):
+        return ast.Return(_pos(c[0]), c[1])
 
-    def expr_stmt(self, meta, c):
-        return ast.ExprStmt(meta.start_pos, c[0])
+    def expr_stmt(self, c):
+        return ast.ExprStmt(_pos(c[0]), c[0])
 
-    def suite(self, meta, stmts):
+    def suite(self, stmts):
         return tuple(stmts)
 
-    def if_stmt(self, meta, c):
-        branches = [(c[0], c[1])]
+    def if_stmt(self, c):
+        branches = [(c[1], c[2])]
         orelse: tuple = ()
-        for clause in c[2:]:
+        for clause in c[3:]:
             if clause[0] == "elif":
                 branches.append((clause[1], clause[2]))
             else:
                 orelse = clause[1]
-        return ast.If(meta.start_pos, tuple(branches), orelse)
+        return ast.If(_pos(c[0]), tuple(branches), orelse)
 
-    def elif_clause(self, meta, c):
+    def elif_clause(self, c):
         return ("elif", c[0], c[1])
 
-    def else_clause(self, meta, c):
+    def else_clause(self, c):
         return ("else", c[0])
 
-    def for_stmt(self, meta, c):
-        return ast.For(meta.start_pos, str(c[0]), c[1], c[2])
+    def for_stmt(self, c):
+        return ast.For(_pos(c[0]), str(c[1]), c[2], c[3])
 
-    def repeat_stmt(self, meta, c):
-        return ast.Repeat(meta.start_pos, int(c[0]), c[1])
+    def repeat_stmt(self, c):
+        return ast.Repeat(_pos(c[0]), int(c[1]), c[2])
 
-    def while_stmt(self, meta, c):
-        return ast.While(meta.start_pos, c[0], int(c[1]), c[2])
+    def while_stmt(self, c):
+        return ast.While(_pos(c[0]), c[1], int(c[2]), c[3])
 
-    def resample(self, meta, c):
-        return ast.Resample(meta.start_pos, c[0], c[1], int(c[2]))
+    def resample(self, c):
+        return ast.Resample(_pos(c[0]), c[1], c[2], int(c[3]))
 
-    def sample(self, meta, c):
-        return ast.Sample(meta.start_pos, c[0], int(c[1]))
+    def sample(self, c):
+        return ast.Sample(_pos(c[0]), c[1], int(c[2]))
 
-    def spawn(self, meta, c):
-        return ast.Spawn(meta.start_pos, c[0])
+    def spawn(self, c):
+        return ast.Spawn(_pos(c[0]), c[1])
 
-    def or_expr(self, meta, c):
-        return self._fold(meta, "or", c)
+    def or_expr(self, c):
+        return self._fold("or", c)
 
-    def and_expr(self, meta, c):
-        return self._fold(meta, "and", c)
+    def and_expr(self, c):
+        return self._fold("and", c)
 
     @staticmethod
-    def _fold(meta, op, operands):
+    def _fold(op, operands):
         result = operands[0]
         for right in operands[1:]:
-            result = ast.Binary(meta.start_pos, op, result, right)
+            result = ast.Binary(result.pos, op, result, right)
         return result
 
-    def not_(self, meta, c):
-        return ast.Unary(meta.start_pos, "not", c[0])
+    def not_(self, c):
+        return ast.Unary(_pos(c[0]), "not", c[1])
 
-    def neg(self, meta, c):
-        return ast.Unary(meta.start_pos, "-", c[0])
+    def neg(self, c):
+        return ast.Unary(_pos(c[0]), "-", c[1])
 
-    def comparison(self, meta, c):
+    def comparison(self, c):
         return ast.Binary(_pos(c[1]), str(c[1]), c[0], c[2])
 
     sum = comparison
     product = comparison
 
-    def field(self, meta, c):
-        return ast.Field(meta.start_pos, c[0], str(c[1]), _pos(c[1]))
+    def field(self, c):
+        return ast.Field(_pos(c[0]), c[0], str(c[1]), _pos(c[1]))
 
-    def index(self, meta, c):
-        return ast.Index(meta.start_pos, c[0], c[2])
+    def index(self, c):
+        return ast.Index(_pos(c[0]), c[0], c[2])
 
-    def call(self, meta, c):
+    def call(self, c):
         name, rest = c[0], [x for x in c[1:] if not isinstance(x, Token)]
         args: list[ast.Expr] = []
         kwargs: list[ast.Keyword] = []
         for kind, value in rest[0] if rest else []:
             (args if kind == "positional" else kwargs).append(value)
-        return ast.Call(meta.start_pos, str(name), tuple(args), tuple(kwargs))
+        return ast.Call(_pos(name), str(name), tuple(args), tuple(kwargs))
 
-    def arguments(self, meta, c):
+    def arguments(self, c):
         return c
 
-    def positional(self, meta, c):
+    def positional(self, c):
         return ("positional", c[0])
 
-    def keyword(self, meta, c):
+    def keyword(self, c):
         return ("keyword", ast.Keyword(str(c[0]), c[1], _pos(c[0])))
 
-    def var(self, meta, c):
-        return ast.Var(meta.start_pos, str(c[0]))
+    def var(self, c):
+        return ast.Var(_pos(c[0]), str(c[0]))
 
-    def list(self, meta, c):
-        return ast.ListExpr(meta.start_pos, tuple(x for x in c if not isinstance(x, Token) and x is not None))
+    def list(self, c):
+        items = tuple(x for x in c if not isinstance(x, Token) and x is not None)
+        return ast.ListExpr(_pos(c[0]), items)
 
-    def record(self, meta, c):
-        return ast.RecordExpr(meta.start_pos, tuple(x for x in c if isinstance(x, tuple)))
+    def record(self, c):
+        return ast.RecordExpr(_pos(c[0]), tuple(x for x in c if isinstance(x, tuple)))
 
-    def entry(self, meta, c):
+    def entry(self, c):
         key = str(c[0])
         if c[0].type == "STRING":
             key = pyast.literal_eval(key)
         return (key, c[1])
 
-    def string(self, meta, c):
-        return ast.Literal(meta.start_pos, pyast.literal_eval(str(c[0])))
+    def string(self, c):
+        return ast.Literal(_pos(c[0]), pyast.literal_eval(str(c[0])))
 
-    def integer(self, meta, c):
-        return ast.Literal(meta.start_pos, int(c[0]))
+    def integer(self, c):
+        return ast.Literal(_pos(c[0]), int(c[0]))
 
-    def number(self, meta, c):
-        return ast.Literal(meta.start_pos, float(c[0]))
+    def number(self, c):
+        return ast.Literal(_pos(c[0]), float(c[0]))
 
-    def true(self, meta, c):
-        return ast.Literal(meta.start_pos, True)
+    def true(self, c):
+        return ast.Literal(_pos(c[0]), True)
 
-    def false(self, meta, c):
-        return ast.Literal(meta.start_pos, False)
+    def false(self, c):
+        return ast.Literal(_pos(c[0]), False)
 
-    def null(self, meta, c):
-        return ast.Literal(meta.start_pos, None)
+    def null(self, c):
+        return ast.Literal(_pos(c[0]), None)
 
 
 Locate = Callable[[int], Span]

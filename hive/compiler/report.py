@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hive.compiler.ir import CALL_OPS, format_graph
 from hive.compiler.plan import Plan
 
@@ -12,7 +14,7 @@ def format_ir_report(plan: Plan) -> str:
     for node in plan.graph.nodes():
         if node.op in CALL_OPS and node.id in groups:
             notes.setdefault(node.id, []).append(f"prefix {groups[node.id]}")
-    lines = [f"; plan for {plan.spec.name} (from {plan.source})", format_graph(plan.graph, notes).rstrip("\n"), ""]
+    lines = [f"; plan for {plan.spec.name} (from {Path(plan.source).name})", format_graph(plan.graph, notes).rstrip("\n"), ""]
     lines.append("; prefix groups")
     for g in plan.prefix_groups:
         lines.append(f"{g.id}: agents=[{', '.join(g.agents)}] calls={len(g.calls)} shared_chars={g.shared_chars} {g.preview!r}")

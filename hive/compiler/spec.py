@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 TYPE_PATTERN = (
@@ -29,6 +29,18 @@ TypeName = Annotated[
         examples=["string", "integer", "list[string]"],
     ),
 ]
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+# Checked where it is written, so an error points at the regex itself.
+Regex = Annotated[str, AfterValidator(_check_regex)]
 
 
 class _Model(BaseModel):
@@ -77,21 +89,12 @@ class Sampling(_Model):
 class RegexExtract(_Model):
     """Extract a field with a regular expression over the completion text."""
 
-    regex: Annotated[str, Field(min_length=1)]
+    regex: Annotated[Regex, Field(min_length=1)]
     """A Python regular expression; the field is its first group (or the whole match)."""
     type: TypeName = "string"
     """The field's type; the matched text is converted to it."""
     group: Annotated[int, Field(ge=0)] = 1
     """Which capture group holds the value (0 is the whole match)."""
-
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
 
 
 class JsonExtract(_Model):
@@ -106,7 +109,7 @@ class JsonExtract(_Model):
 
 
 Extractor = Annotated[
-    str | RegexExtract | JsonExtract,
+    Regex | RegexExtract | JsonExtract,
     Field(description="A regular expression (shorthand for {regex: ...}) or an extraction object."),
 ]
 
@@ -141,22 +144,17 @@ class Agent(_Model):
     """Agents this agent may delegate to (they must exist; delegation cycles are errors)."""
 
     def extractors(self) -> dict[str, RegexExtract | JsonExtract]:
+        # model_construct: the shorthand was already validated by _regex_shorthand_compiles.
         return {
-            name: RegexExtract(regex=e) if isinstance(e, str) else e
+            name: RegexExtract.model_construct(regex=e, type="string", group=1) if isinstance(e, str) else e
             for name, e in self.extract.items()
         }
 
     @field_validator("extract")
     @classmethod
-    def _regex_shorthand_compiles(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name, extractor in value.items():
-            if name == "text":
-                raise ValueError("'text' is the raw completion and cannot be an extracted field")
-            if isinstance(extractor, str):
-                try:
-                    re.compile(extractor)
-                except re.error as exc:
-                    raise ValueError(f"field '{name}': invalid regular expression: {exc}") from None
+    def _not_text(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "text" in value:
+            raise ValueError("'text' is the raw completion and cannot be an extracted field")
         return value
 
 

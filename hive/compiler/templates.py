@@ -32,6 +32,8 @@ class TemplateProblem(Exception):
 
 def variables(source: str) -> list[str]:
     """The variables `source` reads from its context, in order of first appearance."""
+    if "{" not in source:  # no tags at all (most system prompts): nothing to parse
+        return []
     env = environment()
     try:
         tree = env.parse(source)

@@ -205,9 +205,15 @@ def _schedule(region: Region, offset: int, stages: dict[str, set[int]]) -> None:
         iterations = _iterations(node)
         step = start
         for _ in range(min(iterations, MAX_UNROLL)):
+            # An if's branches are alternatives; other regions run one after another
+            # (a loop's condition then body, a search's expand then score).
             for sub in node.regions:
                 _schedule(sub, step, stages)
-            step += max(sum(_region_latency(r) for r in node.regions), 1)
+                if node.op != "if":
+                    step += _region_latency(sub)
+            if node.op == "if" or not node.regions:
+                step += max((_region_latency(r) for r in node.regions), default=0)
+            step = max(step, start + 1)
 
 
 def _iterations(node: Node) -> int:
@@ -270,7 +276,8 @@ def compute_priorities(graph: Graph, spec: Spec, agents: dict[str, AgentInfo]) -
         if agent.priority is not None:
             score *= agent.priority / 5
         raw[name] = score
-        result[name] = AgentPriority(
+        # model_construct: these values are computed here, not read from a user.
+        result[name] = AgentPriority.model_construct(
             max_calls=int(counts.max.get(name, 0)),
             expected_calls=round(expected, 3),
             fan_in=len(fan_in.get(name, ())),

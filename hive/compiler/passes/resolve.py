@@ -49,6 +49,7 @@ class _Resolver:
         self.doc = doc
         self.agents = agents
         self.types: dict[int, Type] = {}
+        self.unresolved: set[int] = set()  # values already reported as undefined
         self.diagnostics: list[Diagnostic] = []
         self.inputs = spec.input_specs()
 
@@ -92,6 +93,7 @@ class _Resolver:
         return STRING
 
     def op_unresolved(self, node: Node) -> Type:
+        self.unresolved.add(node.id)
         name = node.attrs.get("name")
         if name is None:
             self.error(node, node.attrs["reason"])
@@ -263,10 +265,14 @@ class _Resolver:
             return ANY
         bound: list[str] = []
         num_positional = node.attrs.get("num_positional", 0)
+        is_misspelt = False  # a positional argument is an undefined (misspelt?) variable
         for i, (arg, value) in enumerate(zip(node.attrs["arg_names"], node.inputs, strict=True)):
             self.check_argument(node, value)
             if i < num_positional and arg not in info.params:
                 # A positional argument that is not a same-named variable binds by position.
+                if not info.has_declared_params and value in self.unresolved:
+                    is_misspelt = True  # already reported, with a did-you-mean
+                    continue
                 if not info.has_declared_params:
                     self.error(
                         node,
@@ -286,7 +292,7 @@ class _Resolver:
                 self.error(node, f"parameter '{arg}' of '{name}' is given twice")
             bound.append(arg)
         missing = [p for p in info.params if p not in bound]
-        if missing:
+        if missing and not is_misspelt:
             self.error(node, f"missing argument(s) for '{name}': {', '.join(missing)}")
         if len(bound) == len(node.inputs):
             node.attrs["arg_names"] = bound
