@@ -34,7 +34,13 @@ class LoadedSpec:
 def _validate(doc: SourceDoc) -> LoadedSpec:
     if not isinstance(doc.data, dict):
         span = doc.span(())
-        raise SpecError([doc.diagnostic("error", "a spec must be a mapping with keys hive, name, agents, flow", span)])
+        raise SpecError(
+            [
+                doc.diagnostic(
+                    "error", "a spec must be a mapping with keys hive, name, agents, flow", span
+                )
+            ]
+        )
     try:
         spec = Spec.model_validate(doc.data)
     except ValidationError as exc:
@@ -96,7 +102,9 @@ def compile_spec(spec: LoadedSpec | Spec | str | Path) -> Plan:
         spec = load_spec(spec)
     elif isinstance(spec, Spec):
         # No file: render the model as YAML so messages still have positions.
-        text = yaml.safe_dump(spec.model_dump(mode="json", by_alias=True, exclude_defaults=True), sort_keys=False)
+        text = yaml.safe_dump(
+            spec.model_dump(mode="json", by_alias=True, exclude_defaults=True), sort_keys=False
+        )
         spec = load_spec_text(text, f"<spec {spec.name}>")
     return compile_loaded(spec).plan
 

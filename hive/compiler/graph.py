@@ -11,7 +11,19 @@ from __future__ import annotations
 from hive.compiler.ir import CALL_OPS, Node, Region
 from hive.compiler.plan import Plan
 
-COMBINATOR_OPS = {"vote", "best", "map", "beam", "tree", "refine", "join", "if", "for", "repeat", "while"}
+COMBINATOR_OPS = {
+    "vote",
+    "best",
+    "map",
+    "beam",
+    "tree",
+    "refine",
+    "join",
+    "if",
+    "for",
+    "repeat",
+    "while",
+}
 _HIDDEN = {"const", "field", "param"}
 
 
@@ -36,7 +48,11 @@ def _label(node: Node, plan: Plan) -> str:
         case "builtin":
             return f"{a['name']}()"
         case "beam" | "tree" | "refine" | "repeat" | "while":
-            ints = ", ".join(f"{k}={v}" for k, v in a.items() if isinstance(v, int) and not isinstance(v, bool) and k != "num_positional")
+            ints = ", ".join(
+                f"{k}={v}"
+                for k, v in a.items()
+                if isinstance(v, int) and not isinstance(v, bool) and k != "num_positional"
+            )
             return f"{node.op} {ints}".strip()
     return node.op
 
@@ -82,7 +98,11 @@ def _edges(drawer: _Drawer, region: Region, out: list[tuple[int, int]]) -> None:
 def to_dot(plan: Plan) -> str:
     drawer = _Drawer(plan)
     drawer.collect(plan.graph.body)
-    lines = [f'digraph "{plan.spec.name}" {{', "  rankdir=TB;", '  node [fontname="Helvetica", fontsize=10];']
+    lines = [
+        f'digraph "{plan.spec.name}" {{',
+        "  rankdir=TB;",
+        '  node [fontname="Helvetica", fontsize=10];',
+    ]
 
     def emit(region: Region, depth: int) -> None:
         pad = "  " * depth
@@ -90,7 +110,13 @@ def to_dot(plan: Plan) -> str:
             if node.id not in drawer.visible:
                 continue
             label = _label(node, plan).replace('"', '\\"')
-            shape = "box" if node.op in CALL_OPS else "hexagon" if node.op in COMBINATOR_OPS else "ellipse"
+            shape = (
+                "box"
+                if node.op in CALL_OPS
+                else "hexagon"
+                if node.op in COMBINATOR_OPS
+                else "ellipse"
+            )
             style = ', style="rounded,filled", fillcolor="#dbeafe"' if node.op in CALL_OPS else ""
             lines.append(f'{pad}n{node.id} [label="{label}", shape={shape}{style}];')
             for sub in node.regions:
@@ -107,7 +133,9 @@ def to_dot(plan: Plan) -> str:
     lines += [f"  n{a} -> n{b};" for a, b in edges]
     for c in plan.graph.cache_nodes:
         label = f"logits cache\\n{c.scope}, {c.max_paths} paths"
-        lines.append(f'  lc{c.target} [label="{label}", shape=cylinder, style=filled, fillcolor="#fef3c7"];')
+        lines.append(
+            f'  lc{c.target} [label="{label}", shape=cylinder, style=filled, fillcolor="#fef3c7"];'
+        )
         lines.append(f"  lc{c.target} -> n{c.target} [style=dotted, arrowhead=none];")
     lines.append("}")
     return "\n".join(lines) + "\n"

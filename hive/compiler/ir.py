@@ -175,14 +175,18 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _format_region(region: Region, depth: int, lines: list[str], notes: dict[int, list[str]]) -> None:
+def _format_region(
+    region: Region, depth: int, lines: list[str], notes: dict[int, list[str]]
+) -> None:
     pad = "  " * depth
     for node in region.nodes:
         note = notes.get(node.id)
         suffix = f"  ; {'; '.join(note)}" if note else ""
         lines.append(f"{pad}%{node.id} = {format_node(node)} : {node.type}{suffix}")
         for sub in node.regions:
-            params = ", ".join(f"%{p} {n}" for p, n in zip(sub.params, sub.param_names, strict=True))
+            params = ", ".join(
+                f"%{p} {n}" for p, n in zip(sub.params, sub.param_names, strict=True)
+            )
             lines.append(f"{pad}  {sub.name}({params}):")
             _format_region(sub, depth + 2, lines, notes)
             if sub.yields:

@@ -31,8 +31,12 @@ class _Lowerer:
         self.locate = locate
         self.next_id = 0
 
-    def new(self, region: Region, opcode: str, pos: int, inputs=(), regions=(), **attrs: Any) -> int:
-        node = Node(self.next_id, opcode, list(inputs), attrs, span=self.locate(pos), regions=list(regions))
+    def new(
+        self, region: Region, opcode: str, pos: int, inputs=(), regions=(), **attrs: Any
+    ) -> int:
+        node = Node(
+            self.next_id, opcode, list(inputs), attrs, span=self.locate(pos), regions=list(regions)
+        )
         self.next_id += 1
         region.nodes.append(node)
         return node.id
@@ -45,7 +49,9 @@ class _Lowerer:
 
     # -- statements ---------------------------------------------------------
 
-    def block(self, stmts: tuple[ast.Stmt, ...], region: Region, env: dict[str, int], top: bool) -> None:
+    def block(
+        self, stmts: tuple[ast.Stmt, ...], region: Region, env: dict[str, int], top: bool
+    ) -> None:
         for i, stmt in enumerate(stmts):
             if isinstance(stmt, ast.Return):
                 if not top:
@@ -82,14 +88,20 @@ class _Lowerer:
             envs.append(local)
         assigned = [set(_assigned(stmts)) for _, stmts in branches]
         carried = sorted(
-            n for n in assigned[0] | assigned[1] if n in env or (n in assigned[0] and n in assigned[1])
+            n
+            for n in assigned[0] | assigned[1]
+            if n in env or (n in assigned[0] and n in assigned[1])
         )
         for (sub, _), local in zip(branches, envs, strict=True):
             sub.yields = [local[n] if n in local else env[n] for n in carried]
-        node = self.new(region, "if", stmt.pos, [cond_id], [b for b, _ in branches], carried=carried)
+        node = self.new(
+            region, "if", stmt.pos, [cond_id], [b for b, _ in branches], carried=carried
+        )
         self.carry_out(node, carried, region, env, stmt.pos)
 
-    def loop(self, stmt: ast.For | ast.Repeat | ast.While, region: Region, env: dict[str, int]) -> None:
+    def loop(
+        self, stmt: ast.For | ast.Repeat | ast.While, region: Region, env: dict[str, int]
+    ) -> None:
         carried = sorted(n for n in set(_assigned(stmt.body)) if n in env)
         inputs: list[int] = []
         regions: list[Region] = []
@@ -121,7 +133,9 @@ class _Lowerer:
         node = self.new(region, op, stmt.pos, inputs, regions, **attrs)
         self.carry_out(node, carried, region, env, stmt.pos)
 
-    def carry_out(self, node: int, carried: list[str], region: Region, env: dict[str, int], pos: int) -> None:
+    def carry_out(
+        self, node: int, carried: list[str], region: Region, env: dict[str, int], pos: int
+    ) -> None:
         for name in carried:
             env[name] = self.new(region, "field", pos, [node], name=name)
 
@@ -136,7 +150,9 @@ class _Lowerer:
                     return env[name]
                 return self.new(region, "unresolved", e.pos, name=name, candidates=sorted(env))
             case ast.Field(value=value, name=name):
-                return self.new(region, "field", e.name_pos, [self.expr(value, region, env)], name=name)
+                return self.new(
+                    region, "field", e.name_pos, [self.expr(value, region, env)], name=name
+                )
             case ast.Index(value=value, index=index):
                 inputs = [self.expr(value, region, env), self.expr(index, region, env)]
                 return self.new(region, "index", e.pos, inputs)
@@ -166,10 +182,14 @@ class _Lowerer:
     def agent_call(self, op, call, pos, region, env, regions=(), **attrs) -> int:
         if not isinstance(call, ast.Call) or call.name in BUILTINS:
             what = f"'{call.name}(...)'" if isinstance(call, ast.Call) else "this expression"
-            return self.new(region, "unresolved", pos, name=None, reason=f"{op} needs an agent call, not {what}")
+            return self.new(
+                region, "unresolved", pos, name=None, reason=f"{op} needs an agent call, not {what}"
+            )
         names, inputs = [], []
         for i, arg in enumerate(call.args):
-            names.append(arg.name if isinstance(arg, ast.Var) and arg.name not in IMPLICIT else f"#{i}")
+            names.append(
+                arg.name if isinstance(arg, ast.Var) and arg.name not in IMPLICIT else f"#{i}"
+            )
             inputs.append(self.expr(arg, region, env))
         for kw in call.kwargs:
             names.append(kw.name)
@@ -180,7 +200,9 @@ class _Lowerer:
             agent=call.name, arg_names=names, num_positional=len(call.args), **attrs,
         )  # fmt: skip
 
-    def lam(self, name: str, body: ast.Expr, env: dict[str, int], params: tuple[str, ...]) -> Region:
+    def lam(
+        self, name: str, body: ast.Expr, env: dict[str, int], params: tuple[str, ...]
+    ) -> Region:
         region = Region(name)
         local = dict(env)
         for p in params:

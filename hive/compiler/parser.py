@@ -41,9 +41,7 @@ _TOKEN_NAMES = {
     "_NL": "a new line",
     "_INDENT": "an indented block",
     "_DEDENT": "the end of a block",
-    "COMP_OP": "a comparison",
-    "ADD_OP": "'+' or '-'",
-    "MUL_OP": "'*', '/' or '%'",
+    "BINOP": "an operator",
     "$END": "the end of the flow",
     "MINUS": "'-'",
     "NOT": "'not'",
@@ -51,10 +49,23 @@ _TOKEN_NAMES = {
 
 # When Lark expects most of these, say "an expression" instead of listing them.
 _EXPRESSION_START = {
-    "NAME", "INT", "FLOAT", "STRING", "LPAR", "LSQB", "LBRACE", "MINUS", "NOT",
-    "TRUE", "FALSE", "NULL", "SAMPLE", "SPAWN", "RESAMPLE",
+    "NAME",
+    "INT",
+    "FLOAT",
+    "STRING",
+    "LPAR",
+    "LSQB",
+    "LBRACE",
+    "MINUS",
+    "NOT",
+    "TRUE",
+    "FALSE",
+    "NULL",
+    "SAMPLE",
+    "SPAWN",
+    "RESAMPLE",
 }
-_OPERATORS = {"COMP_OP", "ADD_OP", "MUL_OP", "_AND", "_OR", "DOT", "LSQB", "LPAR"}
+_OPERATORS = {"BINOP", "DOT", "LSQB", "LPAR"}
 
 
 class _FlowIndenter(Indenter):
@@ -140,30 +151,14 @@ class _ToAst(Transformer):
     def spawn(self, c):
         return ast.Spawn(_pos(c[0]), c[1])
 
-    def or_expr(self, c):
-        return self._fold("or", c)
+    def test(self, c):
+        return _fold_chain(c)
 
-    def and_expr(self, c):
-        return self._fold("and", c)
-
-    @staticmethod
-    def _fold(op, operands):
-        result = operands[0]
-        for right in operands[1:]:
-            result = ast.Binary(result.pos, op, result, right)
-        return result
-
-    def not_(self, c):
-        return ast.Unary(_pos(c[0]), "not", c[1])
+    def paren(self, c):
+        return c[1]
 
     def neg(self, c):
         return ast.Unary(_pos(c[0]), "-", c[1])
-
-    def comparison(self, c):
-        return ast.Binary(_pos(c[1]), str(c[1]), c[0], c[2])
-
-    sum = comparison
-    product = comparison
 
     def field(self, c):
         return ast.Field(_pos(c[0]), c[0], str(c[1]), _pos(c[1]))
@@ -223,6 +218,48 @@ class _ToAst(Transformer):
         return ast.Literal(_pos(c[0]), None)
 
 
+# Binding strength of binary operators; `not` binds between `and` and comparisons.
+_PRECEDENCE = {
+    "or": 1, "and": 2,
+    "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4,
+    "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
+}  # fmt: skip
+_NOT_PRECEDENCE = 3
+
+
+def _fold_chain(items: list) -> ast.Expr:
+    """Fold `[not]* operand (op [not]* operand)*` into a tree by precedence climbing.
+
+    Operators of one level associate to the left; `not x == y` is `not (x == y)`.
+    """
+    pos = 0
+
+    def operand() -> ast.Expr:
+        nonlocal pos
+        item = items[pos]
+        pos += 1
+        if isinstance(item, Token) and item.type == "NOT":
+            return ast.Unary(item.start_pos or 0, "not", expression(_NOT_PRECEDENCE + 1))
+        return item
+
+    def expression(min_precedence: int) -> ast.Expr:
+        nonlocal pos
+        left = operand()
+        while pos < len(items):
+            op = str(items[pos])
+            precedence = _PRECEDENCE[op]
+            if precedence < min_precedence:
+                break
+            op_pos = items[pos].start_pos or 0
+            pos += 1
+            right = expression(precedence + 1)
+            # and/or point at their left operand, other operators at themselves.
+            left = ast.Binary(left.pos if op in ("and", "or") else op_pos, op, left, right)
+        return left
+
+    return expression(1)
+
+
 Locate = Callable[[int], Span]
 
 
@@ -239,13 +276,17 @@ def parse_flow(text: str, locate: Locate, source_line: Callable[[int], str | Non
     try:
         tree = _parser().parse(source)
     except UnexpectedCharacters as exc:
-        raise fail(exc.pos_in_stream, f"unexpected character {text[exc.pos_in_stream]!r} in flow") from None
+        raise fail(
+            exc.pos_in_stream, f"unexpected character {text[exc.pos_in_stream]!r} in flow"
+        ) from None
     except UnexpectedToken as exc:
         raise _token_error(exc, source, fail) from None
     except UnexpectedEOF as exc:
         raise fail(len(text), f"flow ends early; expected {_expected(exc.expected)}") from None
     except DedentError:
-        raise fail(_dedent_offset(source), "unindent does not match any outer indentation level") from None
+        raise fail(
+            _dedent_offset(source), "unindent does not match any outer indentation level"
+        ) from None
     except UnexpectedInput as exc:  # any other lark input error
         raise fail(getattr(exc, "pos_in_stream", 0) or 0, f"invalid flow: {exc}") from None
     except RecursionError:
@@ -276,7 +317,7 @@ def _token_error(exc: UnexpectedToken, source: str, fail) -> SpecError:
         return fail(offset, f"line ends early; expected {expected}")
     shown = str(token)
     hint = None
-    if shown == "=" and "COMP_OP" in exc.expected:
+    if shown == "=" and "BINOP" in exc.expected:
         hint = "use '==' to compare"
     return fail(token.start_pos or 0, f"unexpected {shown!r}; expected {expected}", hint)
 
@@ -287,7 +328,7 @@ def _expected(names) -> str:
     if len(names & _EXPRESSION_START) >= 6:
         names -= _EXPRESSION_START
         summary.append("an expression")
-    if len(names & _OPERATORS) >= 4:
+    if len(names & _OPERATORS) >= 3:
         names -= _OPERATORS
         summary.append("an operator")
     readable = summary + sorted({_TOKEN_NAMES.get(n, _keyword(n)) for n in names})

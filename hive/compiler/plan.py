@@ -59,9 +59,11 @@ def load_plan(path_or_text: str | Path) -> Plan:
     except json.JSONDecodeError as exc:
         raise PlanError(f"plan is not JSON: {exc.msg} at line {exc.lineno}") from None
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-        raise PlanError("not a Hive plan (no \"format\": \"hive-plan\")")
+        raise PlanError('not a Hive plan (no "format": "hive-plan")')
     if data.get("version") != PLAN_VERSION:
-        raise PlanError(f"plan version {data.get('version')!r} is not supported; recompile it with `hive compile`")
+        raise PlanError(
+            f"plan version {data.get('version')!r} is not supported; recompile it with `hive compile`"
+        )
     try:
         return Plan.model_validate(data)
     except ValidationError as exc:

@@ -189,7 +189,9 @@ class _Builder:
             result: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise _Unsupported(key_node, "YAML merge keys ('<<') are not supported in specs")
+                    raise _Unsupported(
+                        key_node, "YAML merge keys ('<<') are not supported in specs"
+                    )
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise _Unsupported(key_node, "mapping keys must be plain strings")
                 key = str(self.constructor.construct_object(key_node))
@@ -234,18 +236,34 @@ def read_spec_file(path: str | Path) -> SourceDoc:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise SpecError([Diagnostic("error", f"cannot read spec: {exc.strerror}", Span(str(path), 1, 1))]) from None
+        raise SpecError(
+            [Diagnostic("error", f"cannot read spec: {exc.strerror}", Span(str(path), 1, 1))]
+        ) from None
     return parse_spec_text(raw, str(path), is_json=path.suffix.lower() == ".json")
 
 
 def parse_spec_text(raw: bytes | str, filename: str, *, is_json: bool = False) -> SourceDoc:
     if isinstance(raw, bytes):
         if len(raw) > MAX_BYTES:
-            raise SpecError([Diagnostic("error", f"spec is larger than {MAX_BYTES // 1024 // 1024} MiB", Span(filename, 1, 1))])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "error",
+                        f"spec is larger than {MAX_BYTES // 1024 // 1024} MiB",
+                        Span(filename, 1, 1),
+                    )
+                ]
+            )
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise SpecError([Diagnostic("error", f"spec is not UTF-8 text (byte {exc.start})", Span(filename, 1, 1))]) from None
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "error", f"spec is not UTF-8 text (byte {exc.start})", Span(filename, 1, 1)
+                    )
+                ]
+            ) from None
     else:
         text = raw
     doc = SourceDoc(filename, text, None)
@@ -259,7 +277,9 @@ def parse_spec_text(raw: bytes | str, filename: str, *, is_json: bool = False) -
             span = Span(filename, exc.lineno, exc.colno)
             raise SpecError([doc.diagnostic("error", f"invalid JSON: {exc.msg}", span)]) from None
         except RecursionError:
-            raise SpecError([Diagnostic("error", "JSON nests too deeply", Span(filename, 1, 1))]) from None
+            raise SpecError(
+                [Diagnostic("error", "JSON nests too deeply", Span(filename, 1, 1))]
+            ) from None
         # Valid JSON has tabs only between tokens, where YAML rejects them; a space
         # keeps every offset the same.
         text = text.replace("\t", " ")
@@ -284,15 +304,25 @@ def parse_spec_text(raw: bytes | str, filename: str, *, is_json: bool = False) -
         message = f"invalid character {chr(exc.character)!r} (code point {exc.character:#x})"
         raise SpecError([doc.diagnostic("error", message, span)]) from None
     except yaml.YAMLError as exc:
-        raise SpecError([Diagnostic("error", f"invalid YAML: {exc}", Span(filename, 1, 1))]) from None
+        raise SpecError(
+            [Diagnostic("error", f"invalid YAML: {exc}", Span(filename, 1, 1))]
+        ) from None
     except _TooBig as exc:
         span = doc._span(exc.node.start_mark.line, exc.node.start_mark.column)
-        raise SpecError([doc.diagnostic("error", f"spec expands to more than {MAX_NODES} values (aliases?)", span)]) from None
+        raise SpecError(
+            [
+                doc.diagnostic(
+                    "error", f"spec expands to more than {MAX_NODES} values (aliases?)", span
+                )
+            ]
+        ) from None
     except _Unsupported as exc:
         span = doc._span(exc.node.start_mark.line, exc.node.start_mark.column)
         raise SpecError([doc.diagnostic("error", exc.message, span)]) from None
     except RecursionError:
-        raise SpecError([Diagnostic("error", "spec nests too deeply", Span(filename, 1, 1))]) from None
+        raise SpecError(
+            [Diagnostic("error", "spec nests too deeply", Span(filename, 1, 1))]
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()

@@ -32,6 +32,8 @@ TypeName = Annotated[
 
 
 def _check_regex(value: str) -> str:
+    if not value:
+        raise ValueError("the regular expression is empty")
     try:
         re.compile(value)
     except re.error as exc:
@@ -100,12 +102,16 @@ class RegexExtract(_Model):
 class JsonExtract(_Model):
     """Extract a field from a JSON object in the completion text."""
 
-    json_path: Annotated[str, Field(alias="json", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+    json_path: Annotated[
+        str, Field(alias="json", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    ]
     """Dotted path of the value inside the first JSON object in the text, e.g. `verdict` or `review.score`."""
     type: TypeName = "any"
     """The field's type."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, frozen=True, populate_by_name=True
+    )
 
 
 Extractor = Annotated[
@@ -146,7 +152,9 @@ class Agent(_Model):
     def extractors(self) -> dict[str, RegexExtract | JsonExtract]:
         # model_construct: the shorthand was already validated by _regex_shorthand_compiles.
         return {
-            name: RegexExtract.model_construct(regex=e, type="string", group=1) if isinstance(e, str) else e
+            name: RegexExtract.model_construct(regex=e, type="string", group=1)
+            if isinstance(e, str)
+            else e
             for name, e in self.extract.items()
         }
 

@@ -20,7 +20,9 @@ def environment() -> SandboxedEnvironment:
     # StrictUndefined: a missing argument is an error, never an empty string in a prompt.
     from jinja2 import StrictUndefined
 
-    return SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
+    return SandboxedEnvironment(
+        autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True
+    )
 
 
 class TemplateProblem(Exception):
@@ -37,9 +39,10 @@ def variables(source: str) -> list[str]:
     env = environment()
     try:
         tree = env.parse(source)
-    except TemplateSyntaxError as exc:
+        # Compiling the tree finds what parsing does not, such as an unknown filter.
+        undeclared = meta.find_undeclared_variables(tree) - set(env.globals)
+    except TemplateSyntaxError as exc:  # TemplateAssertionError too
         raise TemplateProblem(exc.message or "invalid template", exc.lineno or 1) from None
-    undeclared = meta.find_undeclared_variables(tree) - set(env.globals)
     ordered = []
     for name_node in tree.find_all(nodes.Name):
         if name_node.name in undeclared and name_node.name not in ordered:

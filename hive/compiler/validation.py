@@ -16,7 +16,15 @@ from pydantic import BaseModel, ValidationError
 
 from hive.compiler.errors import Diagnostic, did_you_mean
 from hive.compiler.source import SourceDoc
-from hive.compiler.spec import TYPE_PATTERN, Agent, InputSpec, JsonExtract, RegexExtract, Sampling, Spec
+from hive.compiler.spec import (
+    TYPE_PATTERN,
+    Agent,
+    InputSpec,
+    JsonExtract,
+    RegexExtract,
+    Sampling,
+    Spec,
+)
 
 
 def _section_model(path: tuple) -> list[type[BaseModel]]:
@@ -48,10 +56,7 @@ def _data_path(data: Any, loc: tuple) -> tuple:
     path: list = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if isinstance(node, dict) and isinstance(part, str) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             path.append(part)
             node = node[part]
     return tuple(path)
@@ -80,15 +85,26 @@ def _message(err: dict, path: tuple, value: Any) -> tuple[str, str | None]:
         return f"missing required key '{err['loc'][-1]}' in {where}", None
     if "[key]" in err["loc"]:  # a mapping key (an agent or input name) is invalid
         parent = ".".join(str(p) for p in path[:-1]) or "spec"
-        return f"{parent}: {str(path[-1])!r} is not a valid name (letters, digits and _, starting with a letter)", None
+        return (
+            f"{parent}: {str(path[-1])!r} is not a valid name (letters, digits and _, starting with a letter)",
+            None,
+        )
     if kind == "literal_error" and path == ("hive",):
         return f"unsupported spec version {value!r}; this Hive reads version 1 (hive: 1)", None
     if kind == "string_pattern_mismatch":
         pattern = err.get("ctx", {}).get("pattern", "")
         if pattern == TYPE_PATTERN:
-            hint = did_you_mean(str(value), ["string", "number", "integer", "boolean", "any", "list[string]"])
-            return f"{where}: '{value}' is not a type; use string, number, integer, boolean, any or list[<type>]", hint
-        return f"{where}: {value!r} is not a valid name (letters, digits and _, starting with a letter)", None
+            hint = did_you_mean(
+                str(value), ["string", "number", "integer", "boolean", "any", "list[string]"]
+            )
+            return (
+                f"{where}: '{value}' is not a type; use string, number, integer, boolean, any or list[<type>]",
+                hint,
+            )
+        return (
+            f"{where}: {value!r} is not a valid name (letters, digits and _, starting with a letter)",
+            None,
+        )
     if kind in _EXPECTED:
         return f"{where} must be {_EXPECTED[kind]}, not {_kind(value)}", None
     if kind.endswith("_type") or kind.endswith("_parsing"):
@@ -100,7 +116,14 @@ def _message(err: dict, path: tuple, value: Any) -> tuple[str, str | None]:
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def _lookup(data: Any, path: tuple) -> Any:
@@ -114,9 +137,7 @@ def _union_branch(data: Any, err: dict) -> tuple[tuple, str] | None:
     loc = err["loc"][:-1] if err["type"] == "missing" else err["loc"]
     node, path = data, []
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if isinstance(node, dict) and isinstance(part, str) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
         elif part == "[key]":
             return None
@@ -151,7 +172,10 @@ def _choose_union_members(data: Any, errors: list[dict]) -> list[dict]:
             continue  # no member fits: report them together ("must be a string or a mapping")
         best = min(
             fitting,
-            key=lambda label: (sum(e["type"] == "extra_forbidden" for e in fitting[label]), len(fitting[label])),
+            key=lambda label: (
+                sum(e["type"] == "extra_forbidden" for e in fitting[label]),
+                len(fitting[label]),
+            ),
         )
         for label, errs in by_label.items():
             if label != best:
@@ -166,9 +190,16 @@ def diagnostics_from_validation(exc: ValidationError, doc: SourceDoc) -> list[Di
     for err in errors:
         if err["type"] == "extra_forbidden":
             path = _data_path(doc.data, err["loc"])
-            for name in difflib.get_close_matches(str(path[-1]), _allowed_keys(path[:-1]), n=1, cutoff=0.6):
+            for name in difflib.get_close_matches(
+                str(path[-1]), _allowed_keys(path[:-1]), n=1, cutoff=0.6
+            ):
                 near_misses.add((*path[:-1], name))
-    errors = [e for e in errors if e["type"] != "missing" or (*_data_path(doc.data, e["loc"][:-1]), e["loc"][-1]) not in near_misses]
+    errors = [
+        e
+        for e in errors
+        if e["type"] != "missing"
+        or (*_data_path(doc.data, e["loc"][:-1]), e["loc"][-1]) not in near_misses
+    ]
     by_path: dict[tuple, list[dict]] = {}
     for err in errors:
         loc = tuple(err["loc"])
@@ -187,9 +218,15 @@ def diagnostics_from_validation(exc: ValidationError, doc: SourceDoc) -> list[Di
             path = key[1:]
             name = str(path[-1])
             allowed = _allowed_keys(path[:-1])
-            hint = did_you_mean(name, allowed) or (f"allowed: {', '.join(allowed)}" if allowed else None)
+            hint = did_you_mean(name, allowed) or (
+                f"allowed: {', '.join(allowed)}" if allowed else None
+            )
             where = ".".join(str(p) for p in path[:-1]) or "the spec"
-            out.append(doc.diagnostic("error", f"unknown key '{name}' in {where}", doc.span(path, key=True), hint))
+            out.append(
+                doc.diagnostic(
+                    "error", f"unknown key '{name}' in {where}", doc.span(path, key=True), hint
+                )
+            )
             continue
         path = key
         value = _lookup(doc.data, path)
@@ -197,7 +234,13 @@ def diagnostics_from_validation(exc: ValidationError, doc: SourceDoc) -> list[Di
         missing = [f"'{e['loc'][-1]}'" for e in errors if e["type"] == "missing"]
         if missing:
             keys = "key" if len(missing) == 1 else "keys"
-            out.append(doc.diagnostic("error", f"missing required {keys} {', '.join(missing)} in {where}", doc.span(path)))
+            out.append(
+                doc.diagnostic(
+                    "error",
+                    f"missing required {keys} {', '.join(missing)} in {where}",
+                    doc.span(path),
+                )
+            )
         errors = [e for e in errors if e["type"] != "missing"]
         if not errors:
             continue

@@ -12,7 +12,9 @@ SCHEMA_FILE = ROOT / "schemas" / "hive-spec.schema.json"
 
 
 def test_checked_in_schema_is_current():
-    assert SCHEMA_FILE.read_text() == spec_schema_text(), "run: hive schema -o schemas/hive-spec.schema.json"
+    assert SCHEMA_FILE.read_text() == spec_schema_text(), (
+        "run: hive schema -o schemas/hive-spec.schema.json"
+    )
 
 
 def test_schema_is_a_valid_json_schema():
@@ -30,6 +32,11 @@ def test_every_field_has_a_description():
 
 
 def test_schema_rejects_unknown_keys():
-    bad = {"hive": 1, "name": "x", "agents": {"a": {"prompt": "p", "promt": "q"}}, "flow": "return 1"}
+    bad = {
+        "hive": 1,
+        "name": "x",
+        "agents": {"a": {"prompt": "p", "promt": "q"}},
+        "flow": "return 1",
+    }
     validator = jsonschema.Draft202012Validator(spec_schema())
     assert any("promt" in e.message for e in validator.iter_errors(bad))

@@ -39,7 +39,9 @@ def _checked(name: str, graph: Graph, run: Callable[[], object]):
     return result
 
 
-def run_passes(graph: Graph, spec: Spec, doc: SourceDoc, agents: dict[str, AgentInfo]) -> PassResults:
+def run_passes(
+    graph: Graph, spec: Spec, doc: SourceDoc, agents: dict[str, AgentInfo]
+) -> PassResults:
     """Run every pass; later passes run only when `resolve` found no errors."""
     diagnostics = _checked("resolve", graph, lambda: resolve(graph, spec, doc, agents))
     if any(d.severity == "error" for d in diagnostics):

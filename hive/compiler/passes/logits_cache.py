@@ -27,7 +27,11 @@ def _key(node: Node, spec: Spec) -> list[str]:
     if (s.repetition_penalty, s.frequency_penalty, s.presence_penalty) != (1.0, 0.0, 0.0):
         sampling += f",penalties={s.repetition_penalty}/{s.frequency_penalty}/{s.presence_penalty}"
     args = ",".join(node.attrs["arg_names"])
-    return [f"model={agent.model or spec.model}", f"prompt={node.agent}({args})", f"sampling({sampling})"]
+    return [
+        f"model={agent.model or spec.model}",
+        f"prompt={node.agent}({args})",
+        f"sampling({sampling})",
+    ]
 
 
 def mark_logits_cache(graph: Graph, spec: Spec) -> list[CacheNode]:
@@ -47,7 +51,11 @@ def mark_logits_cache(graph: Graph, spec: Spec) -> list[CacheNode]:
             mark(node, "resample", node.attrs["max_attempts"])
         elif node.op in ("beam", "tree"):
             expand = node.region("expand")
-            paths = node.attrs.get("branch", node.attrs.get("width")) if node.op == "beam" else node.attrs.get("breadth")
+            paths = (
+                node.attrs.get("branch", node.attrs.get("width"))
+                if node.op == "beam"
+                else node.attrs.get("breadth")
+            )
             for call in _calls(expand):
                 mark(call, "expansion", paths or 0)
         elif node.op in ("vote", "best") and node.inputs:

@@ -128,7 +128,9 @@ def _count_node(node: Node, total: _Count) -> None:
     elif op == "if":
         then, orelse = sub["then"], sub["else"]
         for a_name in set(then.max) | set(orelse.max):
-            total.max[a_name] = total.max.get(a_name, 0) + max(then.max.get(a_name, 0), orelse.max.get(a_name, 0))
+            total.max[a_name] = total.max.get(a_name, 0) + max(
+                then.max.get(a_name, 0), orelse.max.get(a_name, 0)
+            )
             total.expected[a_name] = total.expected.get(a_name, 0) + 0.5 * (
                 then.expected.get(a_name, 0) + orelse.expected.get(a_name, 0)
             )
@@ -174,7 +176,9 @@ def _latency(node: Node) -> int:
             return (a.get("depth") or 0) * (lat.get("expand", 0) + lat.get("score", 0))
         case "refine":
             rounds = a.get("rounds") or 0
-            return lat.get("draft", 0) + rounds * (lat.get("critique", 0) + lat.get("revise", 0) + lat.get("stop", 0))
+            return lat.get("draft", 0) + rounds * (
+                lat.get("critique", 0) + lat.get("revise", 0) + lat.get("stop", 0)
+            )
         case "if":
             return max(lat.values(), default=0)
         case "for":
@@ -198,7 +202,9 @@ def _schedule(region: Region, offset: int, stages: dict[str, set[int]]) -> None:
     """
     finish: dict[int, int] = {}
     for node in region.nodes:
-        start = offset + max((finish.get(v, 0) - offset for v in node.inputs if v in finish), default=0)
+        start = offset + max(
+            (finish.get(v, 0) - offset for v in node.inputs if v in finish), default=0
+        )
         finish[node.id] = start + _latency(node)
         if node.op in CALL_OPS:
             stages.setdefault(node.agent, set()).add(start)
@@ -269,7 +275,9 @@ def compute_priorities(graph: Graph, spec: Spec, agents: dict[str, AgentInfo]) -
     raw: dict[str, float] = {}
     for name, agent in spec.agents.items():
         info = agents[name]
-        prefix_chars = len(static_prefix(info)) - 1 if info.system_is_static else len(info.system_prefix)
+        prefix_chars = (
+            len(static_prefix(info)) - 1 if info.system_is_static else len(info.system_prefix)
+        )
         expected = counts.expected.get(name, 0.0)
         score = expected * (1 + prefix_chars / 256) * (1.5 if name in critical_agents else 1.0)
         score *= 1 + 0.25 * len(fan_out.get(name, ()))
@@ -279,7 +287,7 @@ def compute_priorities(graph: Graph, spec: Spec, agents: dict[str, AgentInfo]) -
         # model_construct: these values are computed here, not read from a user.
         result[name] = AgentPriority.model_construct(
             max_calls=int(counts.max.get(name, 0)),
-            expected_calls=round(expected, 3),
+            expected_calls=float(round(expected, 3)),
             fan_in=len(fan_in.get(name, ())),
             fan_out=len(fan_out.get(name, ())),
             critical=name in critical_agents,
@@ -295,7 +303,8 @@ def compute_priorities(graph: Graph, spec: Spec, agents: dict[str, AgentInfo]) -
     for node, _ in graph.calls():
         first_call.setdefault(node.agent, node.id)
     order = sorted(
-        (n for n in result if result[n].stages), key=lambda n: (result[n].stages[0], first_call.get(n, 0))
+        (n for n in result if result[n].stages),
+        key=lambda n: (result[n].stages[0], first_call.get(n, 0)),
     )
     return Priorities(
         agents=result,
@@ -311,7 +320,9 @@ def _annotate_bounds(graph: Graph) -> None:
     values = {n.id: n for n in graph.nodes()}
     for node in graph.nodes():
         if node.op == "for":
-            node.attrs["bound"] = values[node.inputs[0]].type.bound if node.inputs[0] in values else None
+            node.attrs["bound"] = (
+                values[node.inputs[0]].type.bound if node.inputs[0] in values else None
+            )
         elif node.op in ("best", "vote") and node.region("by") is not None and node.inputs:
             source = values.get(node.inputs[0])
             node.attrs["num_candidates"] = source.type.bound if source else None
@@ -359,17 +370,26 @@ def _fan(graph: Graph, spec: Spec) -> tuple[dict[str, set[str]], dict[str, set[s
             carried = [sources.get(v, frozenset()) for v in initial]
             body = node.region("body")
             for _ in range(3):
-                leading = [sources.get(node.inputs[0], frozenset())] if sub.params[:1] and len(sub.params) > num_carried else []
+                leading = (
+                    [sources.get(node.inputs[0], frozenset())]
+                    if sub.params[:1] and len(sub.params) > num_carried
+                    else []
+                )
                 visit(sub, leading + carried)
                 if sub is body:
-                    carried = [c | sources.get(v, frozenset()) for c, v in zip(carried, body.yields, strict=True)]
+                    carried = [
+                        c | sources.get(v, frozenset())
+                        for c, v in zip(carried, body.yields, strict=True)
+                    ]
             return
         if node.op == "resample":
             candidate = frozenset({node.agent})
         elif node.op in ("beam", "tree"):
             candidate = frozenset(_agents_in_region(node.region("expand")))
         elif node.op == "refine":
-            candidate = frozenset(_agents_in_region(node.region("draft")) | _agents_in_region(node.region("revise")))
+            candidate = frozenset(
+                _agents_in_region(node.region("draft")) | _agents_in_region(node.region("revise"))
+            )
         else:  # map / best / vote: the elements of the input list
             candidate = incoming
         params = [candidate] * len(sub.params)

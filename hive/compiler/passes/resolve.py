@@ -40,7 +40,11 @@ _INT_ARGS = {
     "best": {},
     "vote": {},
 }
-_LAMBDAS = {"beam": ("expand", "score"), "tree": ("expand", "score"), "refine": ("critique", "revise")}
+_LAMBDAS = {
+    "beam": ("expand", "score"),
+    "tree": ("expand", "score"),
+    "refine": ("critique", "revise"),
+}
 
 
 class _Resolver:
@@ -121,17 +125,27 @@ class _Resolver:
         if value.kind == "any":
             return value
         if value.kind != "record":
-            self.error(node, f"the flow returns {value}, but the spec declares outputs {sorted(declared)}")
+            self.error(
+                node, f"the flow returns {value}, but the spec declares outputs {sorted(declared)}"
+            )
             return value
         for name, tname in declared.items():
             got = value.field(name)
             if got is None:
-                self.error(node, f"the returned record has no output '{name}'", did_you_mean(name, [k for k, _ in value.fields]))
+                self.error(
+                    node,
+                    f"the returned record has no output '{name}'",
+                    did_you_mean(name, [k for k, _ in value.fields]),
+                )
             elif not assignable(got, parse_type(tname)):
                 self.error(node, f"output '{name}' is declared {tname} but the flow returns {got}")
         for name, _ in value.fields:
             if name not in declared:
-                self.error(node, f"the returned record has '{name}', which is not a declared output", did_you_mean(name, declared))
+                self.error(
+                    node,
+                    f"the returned record has '{name}', which is not a declared output",
+                    did_you_mean(name, declared),
+                )
         return value
 
     # -- data -------------------------------------------------------------------
@@ -153,7 +167,9 @@ class _Resolver:
         if base.kind == "future":
             self.error(node, f"cannot read '.{name}' of a spawned call", "join it first: join(h)")
         elif base.kind == "list":
-            self.error(node, f"cannot read '.{name}' of a list", "index it, or use map(list, _.field)")
+            self.error(
+                node, f"cannot read '.{name}' of a list", "index it, or use map(list, _.field)"
+            )
         else:
             self.error(node, f"cannot read '.{name}' of a {base}")
         return ANY
@@ -195,12 +211,16 @@ class _Resolver:
         if "any" in (left.kind, right.kind):
             return BOOLEAN if op in ("<", "<=", ">", ">=") else ANY
         if op in ("<", "<=", ">", ">="):
-            if not (is_numeric(left) and is_numeric(right)) and not (left.kind == right.kind == "string"):
+            if not (is_numeric(left) and is_numeric(right)) and not (
+                left.kind == right.kind == "string"
+            ):
                 self.error(node, f"cannot compare {left} {op} {right}")
             return BOOLEAN
         if op == "+" and left.kind == right.kind and left.kind in ("string", "list"):
             if left.kind == "list":
-                bound = None if left.bound is None or right.bound is None else left.bound + right.bound
+                bound = (
+                    None if left.bound is None or right.bound is None else left.bound + right.bound
+                )
                 return list_of(unify(left.item or ANY, right.item or ANY), bound)
             return STRING
         if is_numeric(left) and is_numeric(right):
@@ -229,7 +249,9 @@ class _Resolver:
         name = node.attrs["name"]
         args = [self.t(v) for v in node.inputs]
         self.no_kwargs(node, allowed={"sep"} if name == "concat" else set())
-        expected = {"len": 1, "str": 1, "int": 1, "float": 1, "lower": 1, "strip": 1, "concat": 1}[name]
+        expected = {"len": 1, "str": 1, "int": 1, "float": 1, "lower": 1, "strip": 1, "concat": 1}[
+            name
+        ]
         if len(args) != expected:
             self.error(node, f"{name}() takes {expected} argument(s), got {len(args)}")
             return ANY
@@ -242,7 +264,9 @@ class _Resolver:
             if arg.kind not in ("list", "any"):
                 self.error(node, f"concat() needs a list, not {arg}")
             return STRING
-        return {"str": STRING, "int": INTEGER, "float": NUMBER, "lower": STRING, "strip": STRING}[name]
+        return {"str": STRING, "int": INTEGER, "float": NUMBER, "lower": STRING, "strip": STRING}[
+            name
+        ]
 
     def no_kwargs(self, node: Node, allowed: set[str]) -> None:
         for key in node.attrs.get("bad_kwargs", []):
@@ -258,7 +282,9 @@ class _Resolver:
         name = node.attrs["agent"]
         info = self.agents.get(name)
         if info is None:
-            hint = did_you_mean(name, self.agents) or (f"agents: {', '.join(self.agents)}" if len(self.agents) < 8 else None)
+            hint = did_you_mean(name, self.agents) or (
+                f"agents: {', '.join(self.agents)}" if len(self.agents) < 8 else None
+            )
             self.error(node, f"unknown agent '{name}'", hint)
             for value in node.inputs:
                 self.check_argument(node, value)
@@ -281,7 +307,10 @@ class _Resolver:
                     )
                     continue
                 if i >= len(info.params):
-                    self.error(node, f"'{name}' takes {len(info.params)} argument(s), got {len(node.inputs)}")
+                    self.error(
+                        node,
+                        f"'{name}' takes {len(info.params)} argument(s), got {len(node.inputs)}",
+                    )
                     continue
                 arg = info.params[i]
             elif arg not in info.params:
@@ -300,7 +329,9 @@ class _Resolver:
 
     def check_argument(self, node: Node, value: int) -> None:
         if self.t(value).kind == "future":
-            self.error(node, "an argument is a spawned call that was not joined", "join it first: join(h)")
+            self.error(
+                node, "an argument is a spawned call that was not joined", "join it first: join(h)"
+            )
 
     def op_call(self, node: Node) -> Type:
         return self.bind(node)
@@ -320,7 +351,11 @@ class _Resolver:
         if not 1 <= node.attrs["max_attempts"] <= MAX_SAMPLES:
             self.error(node, f"'max' must be between 1 and {MAX_SAMPLES}")
         self.region(node.regions[0], [result])
-        return result.with_fields(("accepted", BOOLEAN), ("attempts", INTEGER)) if result.kind == "record" else ANY
+        return (
+            result.with_fields(("accepted", BOOLEAN), ("attempts", INTEGER))
+            if result.kind == "record"
+            else ANY
+        )
 
     def op_join(self, node: Node) -> Type:
         self.no_kwargs(node, set())
@@ -335,7 +370,11 @@ class _Resolver:
             elif arg.kind == "list" and (arg.item is None or arg.item.kind in ("future", "any")):
                 items.append(list_of((arg.item.item if arg.item else None) or ANY, arg.bound))
             elif arg.kind != "any":
-                self.error(node, f"join() takes spawned calls, not {arg}", "start calls with: h = spawn agent(...)")
+                self.error(
+                    node,
+                    f"join() takes spawned calls, not {arg}",
+                    "start calls with: h = spawn agent(...)",
+                )
                 items.append(ANY)
             else:
                 items.append(ANY)
@@ -350,7 +389,9 @@ class _Resolver:
 
     def list_arg(self, node: Node, what: str) -> Type:
         if len(node.inputs) != 1:
-            self.error(node, f"{what}() takes one list, got {len(node.inputs)} positional argument(s)")
+            self.error(
+                node, f"{what}() takes one list, got {len(node.inputs)} positional argument(s)"
+            )
             return list_of(ANY)
         arg = self.t(node.inputs[0])
         if arg.kind == "any":
@@ -368,7 +409,11 @@ class _Resolver:
                 got = element.field(name)
                 if got is None:
                     fields = [k for k, _ in element.fields]
-                    self.error(node, f"{node.op} by '{name}': the elements have no field '{name}'", did_you_mean(name, fields) or f"their fields: {', '.join(fields)}")
+                    self.error(
+                        node,
+                        f"{node.op} by '{name}': the elements have no field '{name}'",
+                        did_you_mean(name, fields) or f"their fields: {', '.join(fields)}",
+                    )
                 elif numeric and not is_numeric(got):
                     self.error(node, f"best by '{name}' needs a number, but '{name}' is {got}")
             elif element.kind != "any":
@@ -376,7 +421,11 @@ class _Resolver:
         elif lam is not None:
             (result,) = self.region(lam, [element])
             if numeric and not is_numeric(result):
-                self.error(node, f"best's scorer must give a number, not {result}", "extract a number, e.g. extract: {score: {regex: '(\\d+)', type: number}}")
+                self.error(
+                    node,
+                    f"best's scorer must give a number, not {result}",
+                    "extract a number, e.g. extract: {score: {regex: '(\\d+)', type: number}}",
+                )
         else:
             self.error(node, f"{node.op}() needs by=<field> or by=<expression over _>")
 
@@ -398,11 +447,18 @@ class _Resolver:
         self.no_kwargs(node, set())
         lam = node.region("each")
         if lam is None:
-            self.error(node, "map() takes a list and an expression over _, e.g. map(chunks, summarize(chunk=_))")
+            self.error(
+                node,
+                "map() takes a list and an expression over _, e.g. map(chunks, summarize(chunk=_))",
+            )
             return list_of(ANY)
         items = self.list_arg(node, "map")
         if items.kind == "list" and items.bound is None and self.t(node.inputs[0]).kind != "any":
-            self.error(node, "map over a list of unknown length is unbounded", "declare max_items on the input list")
+            self.error(
+                node,
+                "map over a list of unknown length is unbounded",
+                "declare max_items on the input list",
+            )
         (result,) = self.region(lam, [items.item or ANY])
         return list_of(result, items.bound)
 
@@ -413,8 +469,14 @@ class _Resolver:
                 if required:
                     self.error(node, f"{node.op}() needs {key}=<integer>")
                 continue
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SAMPLES:
-                self.error(node, f"{node.op}() {key} must be an integer between 1 and {MAX_SAMPLES}")
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 1 <= value <= MAX_SAMPLES
+            ):
+                self.error(
+                    node, f"{node.op}() {key} must be an integer between 1 and {MAX_SAMPLES}"
+                )
 
     def search(self, node: Node) -> Type:
         self.no_kwargs(node, set())
@@ -447,7 +509,10 @@ class _Resolver:
         self.int_args(node)
         draft = node.region("draft")
         if draft is None or node.attrs.get("num_positional", 0) != 1:
-            self.error(node, "refine() takes one draft call, e.g. refine(writer(task), critique=..., revise=..., rounds=2)")
+            self.error(
+                node,
+                "refine() takes one draft call, e.g. refine(writer(task), critique=..., revise=..., rounds=2)",
+            )
             return ANY
         (draft_type,) = self.region(draft, [])
         self.require_call(node, draft, "the draft")
@@ -483,7 +548,9 @@ class _Resolver:
         return self.carried(node, [self.region(r, []) for r in node.regions])
 
     def loop_body(self, node: Node, first: list[Type]) -> Type:
-        carried_in = [self.t(v) for v in node.inputs[len(node.inputs) - len(node.attrs["carried"]) :]]
+        carried_in = [
+            self.t(v) for v in node.inputs[len(node.inputs) - len(node.attrs["carried"]) :]
+        ]
         results = []
         for region in node.regions:
             extra = first if region.name == "body" else []
@@ -496,7 +563,11 @@ class _Resolver:
         if items.kind not in ("list", "any"):
             self.error(node, f"for needs a list, not {items}")
         elif items.kind == "list" and items.bound is None:
-            self.error(node, "for over a list of unknown length is unbounded", "declare max_items on the input list")
+            self.error(
+                node,
+                "for over a list of unknown length is unbounded",
+                "declare max_items on the input list",
+            )
         return self.loop_body(node, [items.item or ANY if items.kind == "list" else ANY])
 
     def op_repeat(self, node: Node) -> Type:
@@ -517,7 +588,9 @@ def _params(info: AgentInfo) -> str:
     return ", ".join(info.params) if info.params else "no parameters"
 
 
-def resolve(graph: Graph, spec: Spec, doc: SourceDoc, agents: dict[str, AgentInfo]) -> list[Diagnostic]:
+def resolve(
+    graph: Graph, spec: Spec, doc: SourceDoc, agents: dict[str, AgentInfo]
+) -> list[Diagnostic]:
     """Type and check `graph` in place; return every problem found (errors and warnings)."""
     resolver = _Resolver(spec, doc, agents)
     resolver.region(graph.body, [])
@@ -538,10 +611,23 @@ def _check_agents(graph: Graph, spec: Spec, doc: SourceDoc) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for name, agent in spec.agents.items():
         if name in BUILTINS:
-            out.append(doc.diagnostic("error", f"agent name '{name}' is a built-in; choose another", doc.span(("agents", name), key=True)))
+            out.append(
+                doc.diagnostic(
+                    "error",
+                    f"agent name '{name}' is a built-in; choose another",
+                    doc.span(("agents", name), key=True),
+                )
+            )
         for i, callee in enumerate(agent.calls):
             if callee not in spec.agents:
-                out.append(doc.diagnostic("error", f"agent '{name}' may call unknown agent '{callee}'", doc.span(("agents", name, "calls", i)), did_you_mean(callee, spec.agents)))
+                out.append(
+                    doc.diagnostic(
+                        "error",
+                        f"agent '{name}' may call unknown agent '{callee}'",
+                        doc.span(("agents", name, "calls", i)),
+                        did_you_mean(callee, spec.agents),
+                    )
+                )
     out += _delegation_cycles(spec, doc)
     called = {node.agent for node, _ in graph.calls()}
     reachable = set(called)
@@ -554,7 +640,13 @@ def _check_agents(graph: Graph, spec: Spec, doc: SourceDoc) -> list[Diagnostic]:
                 frontier.append(callee)
     for name in spec.agents:
         if name not in reachable:
-            out.append(doc.diagnostic("warning", f"agent '{name}' is never called", doc.span(("agents", name), key=True)))
+            out.append(
+                doc.diagnostic(
+                    "warning",
+                    f"agent '{name}' is never called",
+                    doc.span(("agents", name), key=True),
+                )
+            )
     return out
 
 
@@ -569,8 +661,16 @@ def _delegation_cycles(spec: Spec, doc: SourceDoc) -> list[Diagnostic]:
             if callee not in spec.agents:
                 continue
             if state.get(callee) == 1:
-                cycle = stack[stack.index(callee) :] + [callee] if callee in stack else [name, callee]
-                out.append(doc.diagnostic("error", f"delegation cycle: {' -> '.join(cycle)}", doc.span(("agents", name, "calls"))))
+                cycle = (
+                    stack[stack.index(callee) :] + [callee] if callee in stack else [name, callee]
+                )
+                out.append(
+                    doc.diagnostic(
+                        "error",
+                        f"delegation cycle: {' -> '.join(cycle)}",
+                        doc.span(("agents", name, "calls")),
+                    )
+                )
             elif callee not in state:
                 visit(callee, [*stack, callee])
         state[name] = 2
@@ -579,4 +679,3 @@ def _delegation_cycles(spec: Spec, doc: SourceDoc) -> list[Diagnostic]:
         if name not in state:
             visit(name, [name])
     return out
-

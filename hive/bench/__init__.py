@@ -1,0 +1,1 @@
+"""Benchmarks runnable as `hive bench ...` (scripts in benchmarks/ call these too)."""

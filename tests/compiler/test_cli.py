@@ -1,0 +1,73 @@
+"""`hive validate`, `hive compile --emit ...` and `hive schema` on the examples."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from hive.cli import app
+from hive.compiler import load_plan
+
+from .conftest import ROOT
+
+runner = CliRunner()
+EXAMPLE = str(ROOT / "specs" / "self_consistency.yaml")
+
+
+def test_validate_all_examples():
+    result = runner.invoke(app, ["validate", *map(str, sorted((ROOT / "specs").glob("*.yaml")))])
+    assert result.exit_code == 0, result.output
+    assert "8 valid, 0 invalid" in result.output
+
+
+def test_compile_writes_a_plan_that_loads(tmp_path):
+    out = tmp_path / "plan.json"
+    result = runner.invoke(app, ["compile", EXAMPLE, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    plan = load_plan(out)
+    assert plan.spec.name == "math-self-consistency"
+    assert json.loads(out.read_text())["format"] == "hive-plan"
+
+
+def test_compile_emit_ir_shows_cache_nodes_and_priorities():
+    result = runner.invoke(app, ["compile", EXAMPLE, "--emit", "ir"])
+    assert result.exit_code == 0
+    assert "logits_cache @%1 scope=samples max_paths=8" in result.stdout
+    assert "agent solver: contribution=" in result.stdout
+
+
+def test_compile_emit_graphs():
+    mermaid = runner.invoke(app, ["compile", EXAMPLE, "--emit", "mermaid"]).stdout
+    assert mermaid.startswith("flowchart TD")
+    assert 'lc1[("logits cache<br/>samples, 8 paths")]' in mermaid
+    assert "sample solver x8" in mermaid
+    dot = runner.invoke(app, ["compile", EXAMPLE, "--emit", "dot"]).stdout
+    assert dot.startswith('digraph "math-self-consistency"')
+    assert "shape=cylinder" in dot and dot.rstrip().endswith("}")
+
+
+def test_schema_command_matches_checked_in_file(tmp_path):
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    assert result.stdout == (ROOT / "schemas" / "hive-spec.schema.json").read_text()
+
+
+def test_plan_error_is_clean(tmp_path):
+    bad = tmp_path / "plan.json"
+    bad.write_text('{"format": "hive-plan", "version": 99}')
+    from hive.compiler import PlanError
+
+    try:
+        load_plan(bad)
+    except PlanError as exc:
+        assert "version 99 is not supported" in str(exc)
+    else:
+        raise AssertionError("expected PlanError")
+
+
+def test_bench_compile_runs_small():
+    result = runner.invoke(app, ["bench", "compile", "--agents", "20", "--calls", "60", "--repeat", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["agents"] == 20 and figures["max_calls"] >= 60
