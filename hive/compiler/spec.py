@@ -169,6 +169,12 @@ class Agent(_Model):
 class Spec(_Model):
     """A Hive workflow: agents as data, and a flow program that calls them."""
 
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, frozen=True, populate_by_name=True
+    )
+
+    json_schema: str | None = Field(default=None, alias="$schema")
+    """The JSON Schema this document follows (for editors of JSON specs); ignored by Hive."""
     hive: Literal[1]
     """The spec format version; this is version 1."""
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]

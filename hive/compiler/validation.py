@@ -56,7 +56,14 @@ def _data_path(data: Any, loc: tuple) -> tuple:
     path: list = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and 0 <= part < len(node)
+        ):
             path.append(part)
             node = node[part]
     return tuple(path)
@@ -137,7 +144,14 @@ def _union_branch(data: Any, err: dict) -> tuple[tuple, str] | None:
     loc = err["loc"][:-1] if err["type"] == "missing" else err["loc"]
     node, path = data, []
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and 0 <= part < len(node)
+        ):
             node = node[part]
         elif part == "[key]":
             return None

@@ -16,7 +16,7 @@ from .conftest import SPECS
 
 EXPECTED_EXAMPLES = {
     "self_consistency", "best_of_n", "resample_verifier", "beam_search",
-    "tree_of_thought", "refine", "hardware_review", "map_reduce",
+    "tree_of_thought", "refine", "hardware_review", "map_reduce", "panel_vote",
 }  # fmt: skip
 
 
@@ -24,13 +24,13 @@ def test_every_pattern_has_an_example():
     assert {p.stem for p in SPECS} >= EXPECTED_EXAMPLES
 
 
-@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
 def test_example_matches_json_schema(path):
-    data = yaml.safe_load(path.read_text())
+    data = yaml.safe_load(path.read_text())  # JSON is YAML too
     jsonschema.validate(data, spec_schema())
 
 
-@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
 def test_example_compiles_and_round_trips(path):
     plan = compile_spec(path)
     verify(plan.graph)
@@ -41,11 +41,14 @@ def test_example_compiles_and_round_trips(path):
     assert json.loads(again.to_json()) == json.loads(plan.to_json())
 
 
-@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
 def test_example_declares_schema_for_editors(path):
-    assert path.read_text().startswith(
-        "# yaml-language-server: $schema=../schemas/hive-spec.schema.json"
-    )
+    if path.suffix == ".json":
+        assert json.loads(path.read_text())["$schema"] == "../schemas/hive-spec.schema.json"
+    else:
+        assert path.read_text().startswith(
+            "# yaml-language-server: $schema=../schemas/hive-spec.schema.json"
+        )
 
 
 def test_json_spec_means_the_same_as_yaml(tmp_path):

@@ -260,13 +260,22 @@ def compute_priorities(graph: Graph, spec: Spec, agents: dict[str, AgentInfo]) -
         start[node.id] = max((finish.get(v, 0) for v in node.inputs), default=0)
         finish[node.id] = start[node.id] + _latency(node)
     by_id = {n.id: n for n in top}
+    # Walk back from the return through every predecessor that finishes last
+    # (ties included: parallel calls of equal length are all critical).
     critical_agents: set[str] = set()
     end = next((n for n in reversed(top) if n.op == "return"), None)
-    cursor = end
-    while cursor is not None:
+    frontier = [end] if end is not None else []
+    seen: set[int] = set()
+    while frontier:
+        cursor = frontier.pop()
+        if cursor.id in seen:
+            continue
+        seen.add(cursor.id)
         critical_agents |= _agents_in(cursor)
         preds = [by_id[v] for v in cursor.inputs if v in by_id]
-        cursor = max(preds, key=lambda n: finish[n.id]) if preds else None
+        if preds:
+            latest = max(finish[n.id] for n in preds)
+            frontier.extend(n for n in preds if finish[n.id] == latest)
     stages: dict[str, set[int]] = {}
     _schedule(graph.body, 0, stages)
 
