@@ -73,7 +73,13 @@ def compile_loaded(loaded: LoadedSpec) -> Compiled:
         lambda offset: doc.span_in_string(("flow",), offset),
         doc.source_line,
     )
-    graph = lower(program, list(spec.inputs), lambda offset: doc.span_in_string(("flow",), offset))
+    try:
+        graph = lower(
+            program, list(spec.inputs), lambda offset: doc.span_in_string(("flow",), offset)
+        )
+    except RecursionError:  # e.g. `1 + 1 + ...` thousands of times: a deep left-leaning tree
+        span = doc.span_in_string(("flow",), 0)
+        raise SpecError([doc.diagnostic("error", "flow nests too deeply", span)]) from None
     _point_inputs_at_declarations(graph, doc)
     if any(d.severity == "error" for d in diagnostics):
         # Template errors make the agents' parameters unknown; report them alone.

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import ast as pyast
 import re
+import warnings
 from collections.abc import Callable
 from functools import cache
 from importlib.resources import files
 
 from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 from lark.indenter import DedentError, Indenter
 
 from hive.compiler import ast
@@ -94,6 +101,24 @@ def _pos(item) -> int:
     return 0
 
 
+class _BadString(Exception):
+    def __init__(self, pos: int, message: str):
+        self.pos = pos
+        self.message = message
+
+
+def _string_value(token: Token) -> str:
+    """A string literal's value (Python escapes); a malformed escape is a user error."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an unknown escape like "\d" keeps its backslash
+            return pyast.literal_eval(str(token))
+    except (SyntaxError, ValueError) as exc:
+        # "(unicode error) 'unicodeescape' codec can't decode ...: truncated \xXX escape"
+        reason = str(exc.msg if isinstance(exc, SyntaxError) else exc).rpartition(": ")[2]
+        raise _BadString(_pos(token), f"invalid string literal: {reason}") from None
+
+
 class _ToAst(Transformer):
     """Lark tree -> `hive.compiler.ast`. Each method gets the rule's children.
 
@@ -167,7 +192,8 @@ class _ToAst(Transformer):
         return ast.Index(_pos(c[0]), c[0], c[2])
 
     def call(self, c):
-        name, rest = c[0], [x for x in c[1:] if not isinstance(x, Token)]
+        # `f()` leaves a None placeholder for the absent arguments.
+        name, rest = c[0], [x for x in c[1:] if x is not None and not isinstance(x, Token)]
         args: list[ast.Expr] = []
         kwargs: list[ast.Keyword] = []
         for kind, value in rest[0] if rest else []:
@@ -196,11 +222,11 @@ class _ToAst(Transformer):
     def entry(self, c):
         key = str(c[0])
         if c[0].type == "STRING":
-            key = pyast.literal_eval(key)
+            key = _string_value(c[0])
         return (key, c[1])
 
     def string(self, c):
-        return ast.Literal(_pos(c[0]), pyast.literal_eval(str(c[0])))
+        return ast.Literal(_pos(c[0]), _string_value(c[0]))
 
     def integer(self, c):
         return ast.Literal(_pos(c[0]), int(c[0]))
@@ -276,11 +302,12 @@ def parse_flow(text: str, locate: Locate, source_line: Callable[[int], str | Non
     try:
         tree = _parser().parse(source)
     except UnexpectedCharacters as exc:
-        raise fail(
-            exc.pos_in_stream, f"unexpected character {text[exc.pos_in_stream]!r} in flow"
-        ) from None
+        char = source[exc.pos_in_stream]
+        if char in "'\"":  # a quote that the STRING pattern could not close on its line
+            raise fail(exc.pos_in_stream, "unterminated string in flow") from None
+        raise fail(exc.pos_in_stream, f"unexpected character {char!r} in flow") from None
     except UnexpectedToken as exc:
-        raise _token_error(exc, source, fail) from None
+        raise _token_error(exc, source, fail, locate) from None
     except UnexpectedEOF as exc:
         raise fail(len(text), f"flow ends early; expected {_expected(exc.expected)}") from None
     except DedentError:
@@ -293,6 +320,12 @@ def parse_flow(text: str, locate: Locate, source_line: Callable[[int], str | Non
         raise fail(0, "flow nests too deeply") from None
     try:
         return _ToAst().transform(tree)
+    except VisitError as exc:  # Lark wraps what the transformer raises
+        if isinstance(exc.orig_exc, _BadString):
+            raise fail(exc.orig_exc.pos, exc.orig_exc.message) from None
+        if isinstance(exc.orig_exc, RecursionError):
+            raise fail(0, "flow nests too deeply") from None
+        raise
     except RecursionError:
         raise fail(0, "flow nests too deeply") from None
 
@@ -301,9 +334,16 @@ def _raise(error: SpecError):
     raise error
 
 
-def _token_error(exc: UnexpectedToken, source: str, fail) -> SpecError:
+def _token_error(exc: UnexpectedToken, source: str, fail, locate: Locate) -> SpecError:
     token = exc.token
     expected = _expected(exc.expected)
+    opener = _unclosed_bracket(source, token.start_pos or 0)
+    if opener is not None and token.type != "$END" and "\n" in source[opener : token.start_pos]:
+        # A bracket left open runs the next lines into this one.
+        span = locate(opener)
+        where = f"line {span.line}, column {span.col}"
+        message = f"unexpected {str(token)!r}; expected {expected}"
+        return fail(token.start_pos or 0, message, f"is the '{source[opener]}' at {where} closed?")
     if token.type == "$END":
         return fail(len(source.rstrip("\n")), f"flow ends early; expected {expected}")
     if token.type == "_INDENT":
@@ -340,6 +380,22 @@ def _expected(names) -> str:
 def _keyword(terminal: str) -> str:
     # Anonymous keyword terminals are named after their text (e.g. "MAX" for "max").
     return f"'{terminal.lower()}'"
+
+
+def _unclosed_bracket(source: str, offset: int) -> int | None:
+    """The offset of the innermost bracket still open at `offset`, if any."""
+    stack: list[int] = []
+    for token in _BRACKETS.finditer(source, 0, offset):
+        text = token.group()
+        if text in "([{":
+            stack.append(token.start())
+        elif text in ")]}" and stack:
+            stack.pop()
+    return stack[-1] if stack else None
+
+
+# Brackets, skipping strings and comments (which may contain brackets).
+_BRACKETS = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|#[^\n]*|[()\[\]{}]")
 
 
 def _follows_colon(source: str, offset: int) -> bool:

@@ -37,6 +37,7 @@ class _Scalar:
     style: str | None
     start: int  # offset of the scalar's first character (the quote or indicator) in the file
     end: int
+    folded: str | None = None  # a folded block's decoded text: its line breaks moved
 
 
 @dataclass
@@ -91,6 +92,9 @@ class SourceDoc:
     # -- internals ---------------------------------------------------------
 
     def _span(self, line0: int, col0: int) -> Span:
+        last = len(self._line_starts) - 1
+        if line0 > last:  # YAML's end-of-stream mark follows a final line break the file lacks
+            line0, col0 = last, len(self.text) - self._line_starts[last]
         return Span(self.path, line0 + 1, col0 + 1)
 
     def _offset_to_line_col(self, index: int) -> tuple[int, int]:
@@ -127,9 +131,17 @@ class _BlockMap:
         self.file_starts: list[int] = []
         decoded, file_pos = 0, body_start
         for line in raw_lines:
+            content = line[self.indent :]
+            if scalar.folded is not None and content.strip():
+                # Folding turns breaks into spaces and drops one of each run of
+                # blank lines, but keeps every line's text: find it in the result.
+                found = scalar.folded.find(content, decoded)
+                decoded = found if found >= 0 else decoded
             self.decoded_starts.append(decoded)
             self.file_starts.append(file_pos)
-            decoded += max(len(line) - self.indent, 0) + 1
+            decoded += len(content) + (
+                0 if scalar.folded is not None and not content.strip() else 1
+            )
             file_pos += len(line) + 1
 
     def __call__(self, offset: int) -> int:
@@ -171,6 +183,12 @@ class _QuotedMap:
         return self.starts[min(max(offset, 0), len(self.starts) - 1)]
 
 
+_COLLECTION_TAGS = {
+    yaml.MappingNode: "tag:yaml.org,2002:map",
+    yaml.SequenceNode: "tag:yaml.org,2002:seq",
+}
+
+
 class _Builder:
     """Turns a composed YAML node tree into data, recording positions by path."""
 
@@ -185,6 +203,11 @@ class _Builder:
         if self.num_nodes > MAX_NODES:
             raise _TooBig(node)
         self.doc.value_marks[path] = (node.start_mark.line, node.start_mark.column)
+        plain_tag = _COLLECTION_TAGS.get(type(node))
+        if plain_tag is not None and node.tag != plain_tag:
+            # A tag on a collection would otherwise be dropped silently (scalars reject theirs).
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise _Unsupported(node, f"YAML tag '{tag}' is not supported in specs")
         if isinstance(node, yaml.MappingNode):
             result: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -215,7 +238,10 @@ class _Builder:
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         value = self.constructor.construct_object(node)
         if isinstance(value, str):
-            self.doc.scalars[path] = _Scalar(node.style, node.start_mark.index, node.end_mark.index)
+            folded = value if node.style == ">" else None
+            self.doc.scalars[path] = _Scalar(
+                node.style, node.start_mark.index, node.end_mark.index, folded
+            )
         return value
 
 
@@ -298,7 +324,13 @@ def parse_spec_text(raw: bytes | str, filename: str, *, is_json: bool = False) -
         if exc.context and problem.startswith("but "):  # "but found another document"
             problem = f"{exc.context} {problem}"
         kind = "JSON" if is_json else "YAML"
-        raise SpecError([doc.diagnostic("error", f"invalid {kind}: {problem}", span)]) from None
+        line = doc.source_line(span.line) or ""
+        hint = (
+            "YAML indents with spaces, not tabs" if line[span.col - 1 : span.col] == "\t" else None
+        )
+        raise SpecError(
+            [doc.diagnostic("error", f"invalid {kind}: {problem}", span, hint)]
+        ) from None
     except yaml.reader.ReaderError as exc:
         span = doc._span(*doc._offset_to_line_col(exc.position))
         message = f"invalid character {chr(exc.character)!r} (code point {exc.character:#x})"

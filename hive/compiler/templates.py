@@ -43,6 +43,12 @@ def variables(source: str) -> list[str]:
         undeclared = meta.find_undeclared_variables(tree) - set(env.globals)
     except TemplateSyntaxError as exc:  # TemplateAssertionError too
         raise TemplateProblem(exc.message or "invalid template", exc.lineno or 1) from None
+    except RecursionError:
+        raise TemplateProblem("template nests too deeply", 1) from None
+    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        # Prompts are rendered without a loader: there are no other templates to load.
+        tag = {"Extends": "extends", "Include": "include"}.get(type(node).__name__, "import")
+        raise TemplateProblem(f"'{{% {tag} %}}' is not supported in prompts", node.lineno)
     ordered = []
     for name_node in tree.find_all(nodes.Name):
         if name_node.name in undeclared and name_node.name not in ordered:

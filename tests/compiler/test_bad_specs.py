@@ -1,0 +1,478 @@
+"""Hand-written bad specs: each gives one located error (`file:line:col`), never a traceback.
+
+Every case is a whole spec file written to disk, so the asserted line and
+column are the ones a user sees in their editor.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from hive.compiler import Diagnostic, SpecError, compile_loaded, load_spec
+from hive.compiler.source import MAX_BYTES
+
+GOOD = """\
+hive: 1
+name: t
+inputs:
+  question: string
+agents:
+  solver:
+    prompt: "Q: {{ question }}"
+    extract: {answer: 'A: (\\d+)'}
+flow: |
+  r = solver(question)
+  return {answer: r.answer}
+"""
+
+
+def first_error(tmp_path, text: str | bytes, filename: str = "spec.yaml") -> Diagnostic:
+    path = tmp_path / filename
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        compile_loaded(load_spec(path))
+    diagnostic = info.value.diagnostics[0]
+    assert diagnostic.span is not None
+    assert diagnostic.span.file == str(path)
+    text = info.value.format()
+    assert f"{path}:{diagnostic.span.line}:{diagnostic.span.col}: error: " in text
+    assert "Traceback" not in text
+    return diagnostic
+
+
+def with_flow(flow: str, head: str = GOOD) -> str:
+    """GOOD with its flow replaced; the flow's first line is line 10 of the file."""
+    lines = flow.strip("\n").split("\n")
+    return head.split("flow: |")[0] + "flow: |\n" + "".join(f"  {line}\n" for line in lines)
+
+
+# (id, file text, line, col, message substring, hint substring or None)
+# fmt: off
+CASES = [
+    # -- broken YAML ----------------------------------------------------------
+    ("bad-indentation", "hive: 1\nname: t\n  agents: {}\n", 3, 9, "mapping values are not allowed", None),
+    ("unclosed-quote", 'hive: 1\nname: "t\nagents: {}\n', 4, 1, "found unexpected end of stream", None),
+    ("tab-indent", "hive: 1\nname: t\nagents:\n\tsolver: {}\n", 4, 1, "cannot start any token", "YAML indents with spaces, not tabs"),
+    ("unclosed-bracket", "hive: 1\nagents: [a, b\nname: t\n", 3, 5, "expected ',' or ']'", None),
+    ("two-documents", GOOD + "---\nhive: 1\n", 12, 1, "expected a single document in the stream but found another document", None),
+    ("duplicate-key", "hive: 1\nname: t\nname: u\n", 3, 1, "duplicate key 'name' (first defined on line 2)", None),
+    ("duplicate-nested-key", GOOD.replace("    extract:", "    prompt: again\n    extract:"), 8, 5, "duplicate key 'prompt' (first defined on line 7)", None),
+    ("python-tag", GOOD.replace("name: t", "name: !!python/object/apply:os.system [ls]"), 2, 7, "YAML tag '!!python/object/apply:os.system' is not supported", None),
+    ("merge-key", "base: &b {prompt: x}\nagents:\n  a:\n    <<: *b\n", 4, 5, "merge keys ('<<') are not supported", None),
+    ("complex-key", "? [a, b]\n: 1\n", 1, 3, "mapping keys must be plain strings", None),
+    ("undefined-alias", "hive: 1\nname: *n\n", 2, 7, "found undefined alias", None),
+    ("nul-character", "hive: 1\nname: t\x00\n", 2, 8, "invalid character '\\x00'", None),
+    ("no-final-newline", GOOD + "oops", 12, 5, "could not find expected ':'", None),
+    # -- not a spec at all ---------------------------------------------------
+    ("list-document", "- hive: 1\n- name: t\n", 1, 1, "a spec must be a mapping", None),
+    ("scalar-document", "just some text\n", 1, 1, "a spec must be a mapping", None),
+    ("empty-file", "", 1, 1, "spec is empty", None),
+    ("only-comments", "# nothing here\n\n", 1, 1, "spec is empty", None),
+    ("not-utf8", b"hive: 1\nname: \xff\xfe\n", 1, 1, "not UTF-8 text (byte 14)", None),
+    # -- schema ---------------------------------------------------------------
+    ("version-2", GOOD.replace("hive: 1", "hive: 2"), 1, 7, "unsupported spec version 2", None),
+    ("version-string", GOOD.replace("hive: 1", "hive: '1'"), 1, 7, "unsupported spec version '1'", None),
+    ("missing-name", GOOD.replace("name: t\n", ""), 1, 1, "missing required key 'name' in the spec", None),
+    ("missing-agents-and-flow", "hive: 1\nname: t\n", 1, 1, "missing required keys 'agents', 'flow' in the spec", None),
+    ("missing-flow", GOOD.split("flow:")[0], 1, 1, "missing required key 'flow'", None),
+    ("missing-prompt", GOOD.replace('    prompt: "Q: {{ question }}"\n', ""), 7, 5, "missing required key 'prompt' in agents.solver", None),
+    ("no-agents", GOOD.replace("agents:\n  solver:", "agents: {}\n  solver:").split("  solver:")[0]         + "flow: return 1\n", 1, 1, "a spec needs at least one agent", None),
+    ("unknown-key-promt", GOOD.replace("    prompt:", "    promt:"), 7, 5, "unknown key 'promt' in agents.solver", "did you mean 'prompt'?"),
+    ("unknown-key-temprature", GOOD.replace("    extract:", "    sampling: {temprature: 1}\n    extract:"), 8, 16, "unknown key 'temprature' in agents.solver.sampling", "did you mean 'temperature'?"),
+    ("unknown-top-key", GOOD.replace("flow: |", "flw: |"), 9, 1, "unknown key 'flw' in the spec", "did you mean 'flow'?"),
+    ("unknown-key-far", GOOD.replace("    extract:", "    colour: red\n    extract:"), 8, 5, "unknown key 'colour' in agents.solver", "allowed: description, role"),
+    ("temperature-hot", GOOD.replace("    extract:", "    sampling: {temperature: hot}\n    extract:"), 8, 29, "agents.solver.sampling.temperature must be a number, not a string", None),
+    ("max-tokens-negative", GOOD.replace("    extract:", "    sampling:\n      max_tokens: -1\n    extract:"), 9, 19, "agents.solver.sampling.max_tokens: input should be greater than or equal to 1", None),
+    ("top-p-too-big", GOOD.replace("    extract:", "    sampling: {top_p: 1.5}\n    extract:"), 8, 23, "top_p: input should be less than or equal to 1", None),
+    ("sampling-not-mapping", GOOD.replace("    extract:", "    sampling: [1, 2]\n    extract:"), 8, 15, "agents.solver.sampling must be a mapping, not a list", None),
+    ("role-unknown", GOOD.replace("    extract:", "    role: boss\n    extract:"), 8, 11, "agents.solver.role: input should be 'coordinator'", None),
+    ("input-type-strng", GOOD.replace("question: string", "question: strng"), 4, 13, "'strng' is not a type", "did you mean 'string'?"),
+    ("input-type-in-mapping", GOOD.replace("question: string", "question: {type: 'lst[string]'}"), 4, 20, "'lst[string]' is not a type", "did you mean 'list[string]'?"),
+    ("input-wrong-type", GOOD.replace("question: string", "question: 5"), 4, 13, "inputs.question must be a string or a mapping, not an integer", None),
+    ("bad-regex-shorthand", GOOD.replace("'A: (\\d+)'", "'A: (\\d+'"), 8, 23, "agents.solver.extract.answer: invalid regular expression: missing ), unterminated subpattern", None),
+    ("bad-regex-object", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regex: '(', type: number}}"), 8, 31, "agents.solver.extract.answer.regex: invalid regular expression", None),
+    ("extract-regx", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regx: 'a'}}"), 8, 24, "unknown key 'regx' in agents.solver.extract.answer", "did you mean 'regex'?"),
+    ("empty-regex", GOOD.replace("'A: (\\d+)'", "''"), 8, 23, "agents.solver.extract.answer: the regular expression is empty", None),
+    ("extract-text", GOOD.replace("{answer: 'A: (\\d+)'}", "{text: 'a'}"), 8, 14, "'text' is the raw completion", None),
+    ("agent-name-digit", GOOD.replace("  solver:", "  2solver:"), 6, 3, "agents: '2solver' is not a valid name", None),
+    ("param-name-dash", GOOD.replace("    extract:", "    params: [question, a-b]\n    extract:"), 8, 24, "agents.solver.params.1: 'a-b' is not a valid name", None),
+    ("flow-not-string", GOOD.split("flow:")[0] + "flow: [1, 2]\n", 9, 7, "flow must be a string, not a list", None),
+    # -- JSON -----------------------------------------------------------------
+]
+# fmt: on
+
+# fmt: off
+JSON_CASES = [
+    ("json-syntax", '{"hive": 1, "name": "t",\n "agents": {,}}', 2, 13, "invalid JSON: Expecting property name", None),
+    ("json-trailing-comma", '{"hive": 1,\n "name": "t",\n}', 3, 1, "invalid JSON: Expecting property name", None),
+    ("json-empty", "", 1, 1, "spec is empty", None),
+    ("json-duplicate-key", '{"hive": 1, "name": "t", "name": "u"}', 1, 26, "duplicate key 'name'", None),
+    ("json-unknown-key", '{"hive": 1, "name": "t",\n "agents": {"s": {"prompt": "x", "sampling": {"temprature": 1}}}, "flow": "return 1"}', 2, 47, "unknown key 'temprature'", "did you mean 'temperature'?"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "col", "message", "hint"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_yaml_spec(tmp_path, text, line, col, message, hint):
+    d = first_error(tmp_path, text)
+    assert (d.span.line, d.span.col) == (line, col), d.format()
+    assert message in d.message, d.format()
+    if hint is not None:
+        assert d.hint is not None and hint in d.hint, d.format()
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "col", "message", "hint"),
+    [c[1:] for c in JSON_CASES],
+    ids=[c[0] for c in JSON_CASES],
+)
+def test_bad_json_spec(tmp_path, text, line, col, message, hint):
+    d = first_error(tmp_path, text, "spec.json")
+    assert (d.span.line, d.span.col) == (line, col), d.format()
+    assert message in d.message, d.format()
+    if hint is not None:
+        assert d.hint is not None and hint in d.hint, d.format()
+
+
+# -- the flow language ----------------------------------------------------------
+
+# fmt: off
+FLOW_CASES = [
+    # Syntax. The flow's first line is line 10 of the file, indented by 2.
+    ("syntax-line-1", "r = solver(question) $\nreturn r", 10, 24, "unexpected character '$' in flow", None),
+    ("unclosed-paren", "r = solver(question\nreturn r", 11, 3, "unexpected 'return'", "is the '(' at line 10, column 13 closed?"),
+    ("assign-in-condition", "r = solver(question)\nif r.answer = 1:\n    x = 1\nreturn r", 11, 15, "unexpected '='", "use '==' to compare"),
+    ("line-ends-early", "r = solver(question)\nx = r.answer +\nreturn r", 11, 17, "line ends early; expected an expression", None),
+    ("missing-block", "r = solver(question)\nif r:\nx = 1\nreturn r", 12, 3, "expected an indented block after ':'", None),
+    ("unexpected-indent", "r = solver(question)\n    x = 1\nreturn r", 11, 7, "unexpected indent", None),
+    ("bad-dedent", "r = solver(question)\nif r:\n    x = 1\n  y = 2\nreturn r", 13, 5, "unindent does not match", None),
+    ("flow-ends-early", "r = solver(question)\nreturn {answer:", 11, 18, "flow ends early", None),
+    ("bad-string-escape", 'x = "\\N"\nreturn x', 10, 7, "invalid string literal: malformed \\N character escape", None),
+    ("bad-key-escape", 'x = {"\\u12": 1}\nreturn x', 10, 8, "invalid string literal: truncated \\uXXXX escape", None),
+    ("unterminated-string", "x = 'abc\nreturn x", 10, 7, "unterminated string in flow", None),
+    ("while-without-max", "r = solver(question)\nwhile true:\n    r = solver(question)\nreturn r", 11, 13, "unexpected ':'; expected", None),
+    # Names.
+    ("undefined-variable", "r = solver(question)\nreturn {answer: r.answer, q: qestion}", 11, 32, "undefined variable 'qestion'", "did you mean 'question'?"),
+    ("undefined-argument", "r = solver(qestion)\nreturn r", 10, 14, "undefined variable 'qestion'", "did you mean 'question'?"),
+    ("unknown-agent", "r = slover(question)\nreturn r", 10, 7, "unknown agent 'slover'", "did you mean 'solver'?"),
+    ("unknown-field", "r = solver(question)\nreturn {answer: r.answr}", 11, 21, "'solver' result has no field 'answr'", "did you mean 'answer'?"),
+    ("agent-as-value", "r = solver\nreturn r", 10, 7, "'solver' is an agent; call it", None),
+    ("underscore-outside-lambda", "r = solver(question=_)\nreturn r", 10, 23, "'_' is only defined inside", None),
+    # Arguments.
+    ("duplicate-argument", "r = solver(question=question, question=question)\nreturn r", 10, 7, "parameter 'question' of 'solver' is given twice", None),
+    ("unknown-parameter", "r = solver(q=question)\nreturn r", 10, 7, "agent 'solver' has no parameter 'q'", "it takes question"),
+    ("missing-argument", "r = solver()\nreturn r", 10, 7, "missing argument(s) for 'solver': question", None),
+    ("positional-without-name", 'r = solver("hi")\nreturn r', 10, 7, "argument 1 of 'solver' needs a parameter name", "write <param>=<value>"),
+    ("builtin-wrong-arity", "r = solver(question)\nreturn len(r, r)", 11, 10, "len() takes 1 argument(s), got 2", None),
+    ("builtin-unknown-kwarg", "r = solver(question)\nreturn len(r, sep=1)", 11, 10, "len() has no argument 'sep'", None),
+    # Futures, combinators, bounds.
+    ("future-without-join", "h = spawn solver(question)\nreturn {answer: h.answer}", 11, 21, "cannot read '.answer' of a spawned call", "join it first"),
+    ("future-as-argument", "h = spawn solver(question)\nr = solver(question=h)\nreturn r", 11, 7, "spawned call that was not joined", "join it first"),
+    ("join-not-future", "r = solver(question)\nj = join(r)\nreturn j", 11, 7, "join() takes spawned calls", None),
+    ("vote-without-by", "rs = sample solver(question) x 3\nv = vote(rs)\nreturn v", 11, 7, "vote() needs by=<field> or by=<expression over _>", None),
+    ("vote-by-unknown-field", "rs = sample solver(question) x 3\nv = vote(rs, by=answr)\nreturn v", 11, 7, "the elements have no field 'answr'", "did you mean 'answer'?"),
+    ("best-by-string", "rs = sample solver(question) x 3\nb = best(rs, by=_.text)\nreturn b", 11, 7, "best's scorer must give a number, not string", "extract a number"),
+    ("best-by-string-field", "rs = sample solver(question) x 3\nb = best(rs, by=answer)\nreturn b", 11, 7, "best by 'answer' needs a number", None),
+    ("sample-zero", "rs = sample solver(question) x 0\nreturn rs", 10, 8, "sample count must be between 1 and 4096, got 0", None),
+    ("sample-huge", "rs = sample solver(question) x 99999999999\nreturn rs", 10, 8, "sample count must be between 1 and 4096", None),
+    ("sample-of-builtin", "rs = sample len(question) x 2\nreturn rs", 10, 8, "sample needs an agent call, not 'len(...)'", None),
+    ("resample-max-0", 'r = resample solver(question) until _.answer == "1" max 0\nreturn r', 10, 7, "'max' must be between 1 and 4096", None),
+    ("repeat-0", "r = solver(question)\nrepeat 0:\n    r = solver(question)\nreturn r", 11, 1 + 2, "repeat count must be between 1 and 4096", None),
+    ("beam-missing-width", "b = beam(expand=solver(question=_.text), score=1, depth=2)\nreturn b", 10, 7, "beam() needs width=<integer>", None),
+    ("refine-no-draft", "r = refine(critique=solver(question=_.text), revise=solver(question=_.text), rounds=2)\nreturn r", 10, 7, "refine() takes one draft call", None),
+    ("compare-types", "r = solver(question)\nreturn r.text < 3", 11, 17, "cannot compare string < integer", None),
+    # Control flow.
+    ("code-after-return", "r = solver(question)\nreturn r\nx = 1", 12, 3, "unreachable code after 'return'", None),
+    ("return-inside-if", 'r = solver(question)\nif r.answer == "1":\n    return r\nreturn r', 12, 7, "'return' is only allowed at the end of the flow", None),
+    ("missing-return", "r = solver(question)", 9, 7, "the flow has no 'return'", None),
+    ("for-over-string", "for c in question:\n    r = solver(question=c)\nreturn 1", 10, 3, "for needs a list, not string", None),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("flow", "line", "col", "message", "hint"),
+    [c[1:] for c in FLOW_CASES],
+    ids=[c[0] for c in FLOW_CASES],
+)
+def test_bad_flow(tmp_path, flow, line, col, message, hint):
+    d = first_error(tmp_path, with_flow(flow))
+    assert (d.span.line, d.span.col) == (line, col), d.format()
+    assert message in d.message, d.format()
+    if hint is not None:
+        assert d.hint is not None and hint in d.hint, d.format()
+
+
+LIST_INPUT = GOOD.replace("  question: string\n", "  question: string\n  items: list[string]\n")
+
+
+def test_map_over_unbounded_list(tmp_path):
+    flow = "xs = map(items, solver(question=_))\nreturn xs"
+    d = first_error(tmp_path, with_flow(flow, LIST_INPUT))
+    assert (d.span.line, d.span.col) == (11, 8)
+    assert "map over a list of unknown length is unbounded" in d.message
+    assert d.hint == "declare max_items on the input list"
+
+
+def test_for_over_unbounded_list(tmp_path):
+    flow = "for it in items:\n    r = solver(question=it)\nreturn 1"
+    d = first_error(tmp_path, with_flow(flow, LIST_INPUT))
+    assert (d.span.line, d.span.col) == (11, 3)
+    assert "for over a list of unknown length is unbounded" in d.message
+
+
+def test_map_over_bounded_list_compiles(tmp_path):
+    head = LIST_INPUT.replace(
+        "items: list[string]", "items:\n    type: list[string]\n    max_items: 4"
+    )
+    path = tmp_path / "spec.yaml"
+    path.write_text(with_flow("xs = map(items, solver(question=_))\nreturn xs", head))
+    compile_loaded(load_spec(path))
+
+
+def test_flow_error_deep_in_block_points_into_the_file(tmp_path):
+    # A flow whose block starts further down, with comments and blank lines inside.
+    text = GOOD.replace(
+        "flow: |\n  r = solver(question)\n",
+        "flow: |\n  # first we ask\n\n  r = solver(question)\n  if r.answer:\n      x = r.answer ?? 1\n",
+    )
+    d = first_error(tmp_path, text)
+    assert (d.span.line, d.span.col) == (14, 20)
+    assert d.source_line == "      x = r.answer ?? 1"
+    assert "unexpected character '?'" in d.message
+
+
+def test_flow_error_in_folded_and_quoted_yaml_strings(tmp_path):
+    text = GOOD.split("flow: |")[0] + 'flow: "r = solver(question)\\nreturn r $"\n'
+    d = first_error(tmp_path, text)
+    # The flow's "\n" escape is two characters in the file.
+    assert (d.span.line, d.span.col) == (9, 39)
+    assert d.source_line[38] == "$"
+    text = GOOD.split("flow: |")[0] + "flow: 'x = ''a'' $'\n"  # '' is one quote
+    d = first_error(tmp_path, text)
+    assert (d.span.line, d.span.col) == (9, 18)
+    text = GOOD.split("flow: |")[0] + "flow: >\n  r = solver(question)\n\n  return r $\n"
+    d = first_error(tmp_path, text)
+    assert (d.span.line, d.span.col) == (12, 12)
+
+
+def test_flow_error_in_json_string_with_escapes(tmp_path):
+    spec = {
+        "hive": 1,
+        "name": "t",
+        "inputs": {"question": "string"},
+        "agents": {"solver": {"prompt": "Q: {{ question }}"}},
+        "flow": 'r = solver(question)\nx = "caf\\u00e9\\t" + 1 $\nreturn r',
+    }
+    text = json.dumps(spec, indent=2)
+    line = text.split("\n").index(next(s for s in text.split("\n") if '"flow"' in s)) + 1
+    d = first_error(tmp_path, text, "spec.json")
+    assert d.span.line == line
+    raw_line = text.split("\n")[line - 1]
+    assert raw_line[d.span.col - 1] == "$"
+    assert "unexpected character '$'" in d.message
+
+
+def test_json_with_tabs_and_exponents_is_read_as_json(tmp_path):
+    spec = json.loads(json.dumps({
+        "hive": 1,
+        "name": "t",
+        "inputs": {"question": "string"},
+        "agents": {"solver": {"prompt": "Q: {{ question }}", "sampling": {"temperature": 0.5}}},
+        "flow": "return solver(question)",
+    }))  # fmt: skip
+    text = json.dumps(spec, indent="\t").replace("0.5", "5e-1")
+    path = tmp_path / "spec.json"
+    path.write_text(text)
+    loaded = load_spec(path)
+    assert loaded.spec.agents["solver"].sampling.temperature == 0.5
+    compile_loaded(loaded)
+
+
+def test_windows_line_endings_and_bom(tmp_path):
+    text = "\ufeff" + with_flow("r = solver(question) $\nreturn r").replace("\n", "\r\n")
+    d = first_error(tmp_path, text.encode("utf-8"))
+    assert (d.span.line, d.span.col) == (10, 24)
+    assert d.source_line.rstrip("\r") == "  r = solver(question) $"
+
+
+def test_parenthesised_expressions_and_empty_calls_compile(tmp_path):
+    text = with_flow("r = (solver(question))\nreturn {answer: (r).answer, n: (1 + 2) * 3}")
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    compile_loaded(load_spec(path))
+
+
+# -- outputs, agents, delegation -------------------------------------------------
+
+OUTPUTS = GOOD.replace("name: t\n", "name: t\noutputs:\n  answer: integer\n  extra: string\n")
+
+
+def test_outputs_type_mismatch(tmp_path):
+    d = first_error(tmp_path, OUTPUTS)
+    assert (d.span.line, d.span.col) == (14, 3)
+    assert "output 'answer' is declared integer but the flow returns string" in d.message
+
+
+def test_outputs_missing_and_extra(tmp_path):
+    text = OUTPUTS.replace("answer: integer", "answer: string")
+    d = first_error(tmp_path, text)
+    assert (d.span.line, d.span.col) == (14, 3)
+    assert "the returned record has no output 'extra'" in d.message
+    text = GOOD.replace("name: t\n", "name: t\noutputs:\n  answr: string\n")
+    d = first_error(tmp_path, text)
+    assert "the returned record has no output 'answr'" in d.message
+    assert d.hint == "did you mean 'answer'?"
+
+
+def test_outputs_declared_but_flow_returns_string(tmp_path):
+    text = with_flow("r = solver(question)\nreturn r.text", OUTPUTS)
+    d = first_error(tmp_path, text)
+    assert (d.span.line, d.span.col) == (14, 3)
+    assert "the flow returns string, but the spec declares outputs" in d.message
+
+
+def add_agents(extra: str) -> str:
+    """GOOD with `extra` agents before `solver` (they start on line 6)."""
+    return GOOD.replace("  solver:\n", extra + "  solver:\n")
+
+
+def test_delegation_cycle(tmp_path):
+    text = add_agents(
+        "  a:\n    prompt: hi\n    calls: [b]\n  b:\n    prompt: hi\n    calls: [a]\n"
+    )
+    d = first_error(tmp_path, text)
+    assert (d.span.line, d.span.col) == (11, 12)
+    assert "delegation cycle: a -> b -> a" in d.message
+
+
+def test_self_delegation(tmp_path):
+    d = first_error(tmp_path, add_agents("  a:\n    prompt: hi\n    calls: [a]\n"))
+    assert (d.span.line, d.span.col) == (8, 12)
+    assert "delegation cycle: a -> a" in d.message
+
+
+def test_unknown_agent_in_calls(tmp_path):
+    d = first_error(tmp_path, add_agents("  a:\n    prompt: hi\n    calls: [slver]\n"))
+    assert (d.span.line, d.span.col) == (8, 13)
+    assert "agent 'a' may call unknown agent 'slver'" in d.message
+    assert d.hint == "did you mean 'solver'?"
+
+
+def test_agent_named_like_a_builtin(tmp_path):
+    d = first_error(tmp_path, add_agents("  vote:\n    prompt: hi\n"))
+    assert (d.span.line, d.span.col) == (6, 3)
+    assert "agent name 'vote' is a built-in" in d.message
+
+
+# -- templates -------------------------------------------------------------------
+
+
+def test_template_syntax_error_in_quoted_string(tmp_path):
+    d = first_error(tmp_path, GOOD.replace('"Q: {{ question }}"', '"Q: {{ question }"'))
+    assert (d.span.line, d.span.col) == (7, 14)
+    assert "template error: unexpected '}'" in d.message
+
+
+def test_template_syntax_error_on_a_later_line_of_a_block(tmp_path):
+    prompt = "    prompt: |\n      line one\n      {% if question %}\n      {{ question }\n      {% endif %}\n"
+    d = first_error(tmp_path, GOOD.replace('    prompt: "Q: {{ question }}"\n', prompt))
+    assert (d.span.line, d.span.col) == (10, 7)
+    assert d.source_line == "      {{ question }"
+    assert "template error" in d.message
+
+
+def test_template_unknown_filter(tmp_path):
+    d = first_error(tmp_path, GOOD.replace("{{ question }}", "{{ question | shout }}"))
+    assert (d.span.line, d.span.col) == (7, 14)
+    assert "template error: No filter named 'shout'" in d.message
+
+
+def test_template_variable_not_in_params(tmp_path):
+    text = GOOD.replace("    extract:", "    params: [q]\n    extract:")
+    d = first_error(tmp_path, text)
+    assert (d.span.line, d.span.col) == (8, 13)
+    assert "agent 'solver' uses template variable 'question' that is not in its params" in d.message
+
+
+def test_templates_render_in_the_sandbox():
+    from jinja2.exceptions import SecurityError
+
+    from hive.compiler import templates
+
+    env = templates.environment()
+    with pytest.raises(SecurityError):
+        env.from_string("{{ x.__class__.__mro__ }}").render(x="")
+    with pytest.raises(SecurityError):
+        env.from_string("{{ f.__globals__ }}").render(f=lambda: 0)
+
+
+# -- limits ----------------------------------------------------------------------
+
+
+def test_alias_bomb_is_rejected_quickly(tmp_path):
+    lines = ["hive: 1", "name: t", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    start = time.monotonic()
+    d = first_error(tmp_path, "\n".join(lines) + "\n")
+    assert time.monotonic() - start < 5
+    assert "spec expands to more than" in d.message
+    assert d.span.line >= 3
+
+
+def test_huge_file_is_rejected(tmp_path):
+    text = GOOD + "description: " + "x" * (MAX_BYTES + 1) + "\n"
+    d = first_error(tmp_path, text)
+    assert (d.span.line, d.span.col) == (1, 1)
+    assert "spec is larger than 4 MiB" in d.message
+
+
+def test_deeply_nested_value_is_rejected(tmp_path):
+    d = first_error(tmp_path, GOOD + "description: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert d.span.line >= 1
+    assert "deeply" in d.message or "must be a string" in d.message
+
+
+def test_deeply_nested_flow_is_rejected(tmp_path):
+    d = first_error(tmp_path, with_flow("r = " + "(" * 3000 + "1" + ")" * 3000 + "\nreturn r"))
+    assert d.span.line >= 1
+    assert "nests too deeply" in d.message
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SpecError) as info:
+        load_spec(tmp_path / "nope.yaml")
+    assert "cannot read spec" in info.value.diagnostics[0].message
+
+
+def test_all_errors_are_reported_in_file_order(tmp_path):
+    flow = "r = slover(question)\nx = qestion\nreturn r"
+    with pytest.raises(SpecError) as info:
+        path = tmp_path / "spec.yaml"
+        path.write_text(with_flow(flow))
+        compile_loaded(load_spec(path))
+    lines = [(d.span.line, d.span.col) for d in info.value.diagnostics]
+    assert lines == sorted(lines) and len(lines) == 2
+
+
+# -- warnings --------------------------------------------------------------------
+
+
+def test_unused_agent_is_a_warning(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(add_agents("  helper:\n    prompt: hi\n"))
+    compiled = compile_loaded(load_spec(path))
+    (w,) = compiled.warnings
+    assert w.severity == "warning"
+    assert (w.span.line, w.span.col) == (6, 3)
+    assert "agent 'helper' is never called" in w.message
+    assert w.format().startswith(f"{path}:6:3: warning: ")
