@@ -30,6 +30,8 @@ class _Lowerer:
     def __init__(self, locate: Callable[[int], Span]):
         self.locate = locate
         self.next_id = 0
+        # Names assigned where they do not outlive their block, for "undefined" hints.
+        self.local_only: dict[str, str] = {}
 
     def new(
         self, region: Region, opcode: str, pos: int, inputs=(), regions=(), **attrs: Any
@@ -92,6 +94,10 @@ class _Lowerer:
             for n in assigned[0] | assigned[1]
             if n in env or (n in assigned[0] and n in assigned[1])
         )
+        for name in (assigned[0] | assigned[1]) - set(carried):
+            self.local_only[name] = (
+                f"it is assigned in only one branch of the 'if' on line {self.locate(stmt.pos).line}"
+            )
         for (sub, _), local in zip(branches, envs, strict=True):
             sub.yields = [local[n] if n in local else env[n] for n in carried]
         node = self.new(
@@ -103,6 +109,11 @@ class _Lowerer:
         self, stmt: ast.For | ast.Repeat | ast.While, region: Region, env: dict[str, int]
     ) -> None:
         carried = sorted(n for n in set(_assigned(stmt.body)) if n in env)
+        for name in set(_assigned(stmt.body)) - set(carried):
+            where = self.locate(stmt.pos).line
+            self.local_only[name] = (
+                f"it is first assigned inside the loop on line {where}; assign it before the loop"
+            )
         inputs: list[int] = []
         regions: list[Region] = []
         attrs: dict[str, Any] = {"carried": carried}
@@ -148,7 +159,10 @@ class _Lowerer:
             case ast.Var(name=name):
                 if name in env:
                     return env[name]
-                return self.new(region, "unresolved", e.pos, name=name, candidates=sorted(env))
+                note = self.local_only.get(name)
+                return self.new(
+                    region, "unresolved", e.pos, name=name, candidates=sorted(env), note=note
+                )
             case ast.Field(value=value, name=name):
                 return self.new(
                     region, "field", e.name_pos, [self.expr(value, region, env)], name=name

@@ -8,6 +8,7 @@ mapped back into the YAML/JSON file by the caller's `locate` function.
 from __future__ import annotations
 
 import ast as pyast
+import math
 import re
 import warnings
 from collections.abc import Callable
@@ -101,7 +102,7 @@ def _pos(item) -> int:
     return 0
 
 
-class _BadString(Exception):
+class _SyntaxProblem(Exception):
     def __init__(self, pos: int, message: str):
         self.pos = pos
         self.message = message
@@ -116,7 +117,7 @@ def _string_value(token: Token) -> str:
     except (SyntaxError, ValueError) as exc:
         # "(unicode error) 'unicodeescape' codec can't decode ...: truncated \xXX escape"
         reason = str(exc.msg if isinstance(exc, SyntaxError) else exc).rpartition(": ")[2]
-        raise _BadString(_pos(token), f"invalid string literal: {reason}") from None
+        raise _SyntaxProblem(_pos(token), f"invalid string literal: {reason}") from None
 
 
 class _ToAst(Transformer):
@@ -197,6 +198,8 @@ class _ToAst(Transformer):
         args: list[ast.Expr] = []
         kwargs: list[ast.Keyword] = []
         for kind, value in rest[0] if rest else []:
+            if kind == "positional" and kwargs:
+                raise _SyntaxProblem(value.pos, "positional argument after a keyword argument")
             (args if kind == "positional" else kwargs).append(value)
         return ast.Call(_pos(name), str(name), tuple(args), tuple(kwargs))
 
@@ -232,7 +235,10 @@ class _ToAst(Transformer):
         return ast.Literal(_pos(c[0]), int(c[0]))
 
     def number(self, c):
-        return ast.Literal(_pos(c[0]), float(c[0]))
+        value = float(c[0])
+        if math.isinf(value):
+            raise _SyntaxProblem(_pos(c[0]), f"number {c[0]} is too large")
+        return ast.Literal(_pos(c[0]), value)
 
     def true(self, c):
         return ast.Literal(_pos(c[0]), True)
@@ -321,7 +327,7 @@ def parse_flow(text: str, locate: Locate, source_line: Callable[[int], str | Non
     try:
         return _ToAst().transform(tree)
     except VisitError as exc:  # Lark wraps what the transformer raises
-        if isinstance(exc.orig_exc, _BadString):
+        if isinstance(exc.orig_exc, _SyntaxProblem):
             raise fail(exc.orig_exc.pos, exc.orig_exc.message) from None
         if isinstance(exc.orig_exc, RecursionError):
             raise fail(0, "flow nests too deeply") from None

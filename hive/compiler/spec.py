@@ -46,7 +46,9 @@ Regex = Annotated[str, AfterValidator(_check_regex)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, frozen=True, allow_inf_nan=False
+    )
 
 
 class InputSpec(_Model):
@@ -110,7 +112,11 @@ class JsonExtract(_Model):
     """The field's type."""
 
     model_config = ConfigDict(
-        extra="forbid", use_attribute_docstrings=True, frozen=True, populate_by_name=True
+        extra="forbid",
+        use_attribute_docstrings=True,
+        frozen=True,
+        populate_by_name=True,
+        allow_inf_nan=False,
     )
 
 
@@ -170,7 +176,11 @@ class Spec(_Model):
     """A Hive workflow: agents as data, and a flow program that calls them."""
 
     model_config = ConfigDict(
-        extra="forbid", use_attribute_docstrings=True, frozen=True, populate_by_name=True
+        extra="forbid",
+        use_attribute_docstrings=True,
+        frozen=True,
+        populate_by_name=True,
+        allow_inf_nan=False,
     )
 
     json_schema: str | None = Field(default=None, alias="$schema")

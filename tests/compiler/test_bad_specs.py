@@ -77,6 +77,7 @@ CASES = [
     ("not-utf8", b"hive: 1\nname: \xff\xfe\n", 1, 1, "not UTF-8 text (byte 14)", None),
     # -- schema ---------------------------------------------------------------
     ("version-2", GOOD.replace("hive: 1", "hive: 2"), 1, 7, "unsupported spec version 2", None),
+    ("infinite-temperature", GOOD.replace("    extract:", "    sampling: {temperature: .inf}\n    extract:"), 8, 29, "input should be a finite number", None),
     ("version-string", GOOD.replace("hive: 1", "hive: '1'"), 1, 7, "unsupported spec version '1'", None),
     ("missing-name", GOOD.replace("name: t\n", ""), 1, 1, "missing required key 'name' in the spec", None),
     ("missing-agents-and-flow", "hive: 1\nname: t\n", 1, 1, "missing required keys 'agents', 'flow' in the spec", None),
@@ -113,6 +114,7 @@ JSON_CASES = [
     ("json-trailing-comma", '{"hive": 1,\n "name": "t",\n}', 3, 1, "invalid JSON: Expecting property name", None),
     ("json-empty", "", 1, 1, "spec is empty", None),
     ("json-duplicate-key", '{"hive": 1, "name": "t", "name": "u"}', 1, 26, "duplicate key 'name'", None),
+    ("json-nan", '{"hive": 1, "name": "t",\n "inputs": {"q": {"default": NaN}}}', 2, 30, "invalid JSON: NaN is not a JSON number", None),
     ("json-unknown-key", '{"hive": 1, "name": "t",\n "agents": {"s": {"prompt": "x", "sampling": {"temprature": 1}}}, "flow": "return 1"}', 2, 47, "unknown key 'temprature'", "did you mean 'temperature'?"),
 ]
 # fmt: on
@@ -192,7 +194,11 @@ FLOW_CASES = [
     # Control flow.
     ("code-after-return", "r = solver(question)\nreturn r\nx = 1", 12, 3, "unreachable code after 'return'", None),
     ("return-inside-if", 'r = solver(question)\nif r.answer == "1":\n    return r\nreturn r', 12, 7, "'return' is only allowed at the end of the flow", None),
-    ("missing-return", "r = solver(question)", 9, 7, "the flow has no 'return'", None),
+    ("missing-return", "r = solver(question)", 10, 23, "the flow has no 'return'", None),
+    ("branch-only-variable", 'if question == "x":\n    y = solver(question)\nreturn y', 12, 10, "undefined variable 'y'", "assigned in only one branch of the 'if' on line 10"),
+    ("loop-only-variable", "repeat 2:\n    y = solver(question)\nreturn y", 12, 10, "undefined variable 'y'", "first assigned inside the loop on line 10"),
+    ("number-too-large", "x = 1.5e999\nreturn x", 10, 7, "number 1.5e999 is too large", None),
+    ("positional-after-keyword", "r = solver(question=question, question)\nreturn r", 10, 33, "positional argument after a keyword argument", None),
     ("for-over-string", "for c in question:\n    r = solver(question=c)\nreturn 1", 10, 3, "for needs a list, not string", None),
 ]
 # fmt: on

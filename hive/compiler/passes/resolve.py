@@ -106,7 +106,7 @@ class _Resolver:
         elif name in ("_", "_critique"):
             self.error(node, f"'{name}' is only defined inside a combinator's lambda")
         else:
-            hint = did_you_mean(name, node.attrs.get("candidates", []))
+            hint = node.attrs.get("note") or did_you_mean(name, node.attrs.get("candidates", []))
             self.error(node, f"undefined variable '{name}'", hint)
         return ANY
 
@@ -603,7 +603,8 @@ def resolve(
 def _check_returns(graph: Graph, doc: SourceDoc) -> list[Diagnostic]:
     if any(node.op == "return" for node in graph.body.nodes):
         return []
-    span = doc.span(("flow",))
+    flow = doc.data.get("flow", "") if isinstance(doc.data, dict) else ""
+    span = doc.span_in_string(("flow",), len(flow.rstrip()))  # just after the last statement
     return [doc.diagnostic("error", "the flow has no 'return'; end it with: return <value>", span)]
 
 
