@@ -449,9 +449,15 @@ def test_deeply_nested_value_is_rejected(tmp_path):
 
 
 def test_deeply_nested_flow_is_rejected(tmp_path):
-    d = first_error(tmp_path, with_flow("r = " + "(" * 3000 + "1" + ")" * 3000 + "\nreturn r"))
+    d = first_error(tmp_path, with_flow("r = " + "[" * 3000 + "1" + "]" * 3000 + "\nreturn r"))
     assert d.span.line >= 1
     assert "nests too deeply" in d.message
+
+
+def test_deep_parentheses_are_only_grouping(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(with_flow("r = " + "(" * 3000 + "1" + ")" * 3000 + "\nreturn r"))
+    assert compile_loaded(load_spec(path)).plan.priorities.max_calls == 0
 
 
 def test_missing_file(tmp_path):
