@@ -7,7 +7,7 @@ Commands are thin: they parse options, call the library and print. Every
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -30,12 +30,12 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-class DiagnosticFormat(str, Enum):
+class DiagnosticFormat(StrEnum):
     text = "text"
     github = "github"
 
 
-class Emit(str, Enum):
+class Emit(StrEnum):
     plan = "plan"
     ir = "ir"
     dot = "dot"
@@ -52,7 +52,9 @@ def _fail(error: HiveError) -> typer.Exit:
 
 @app.command()
 def validate(
-    specs: Annotated[list[Path], typer.Argument(help="Spec files (YAML or JSON).", show_default=False)],
+    specs: Annotated[
+        list[Path], typer.Argument(help="Spec files (YAML or JSON).", show_default=False)
+    ],
     format: Annotated[
         DiagnosticFormat, typer.Option("--format", help="text, or github for CI annotations.")
     ] = DiagnosticFormat.text,
@@ -89,8 +91,12 @@ def _print_diagnostic(d, format: DiagnosticFormat) -> None:
 @app.command("compile")
 def compile_command(
     spec: Annotated[Path, typer.Argument(help="The spec file.", show_default=False)],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
-    emit: Annotated[Emit, typer.Option("--emit", help="plan (JSON), ir (text), dot or mermaid.")] = Emit.plan,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
+    ] = None,
+    emit: Annotated[
+        Emit, typer.Option("--emit", help="plan (JSON), ir (text), dot or mermaid.")
+    ] = Emit.plan,
 ) -> None:
     """Compile a spec into a plan (or show its IR or flow graph)."""
     from hive.compiler import compile_loaded, load_spec
@@ -105,8 +111,16 @@ def compile_command(
     if output is None:
         sys.stdout.write(text)
     else:
+        _write(output, text)
+
+
+def _write(output: Path, text: str) -> None:
+    try:
         output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {output}", markup=False)
+    except OSError as exc:
+        err.print(f"error: cannot write {output}: {exc.strerror}", markup=False)
+        raise typer.Exit(1) from None
+    err.print(f"wrote {output}", markup=False)
 
 
 def _render(plan, emit: Emit) -> str:
@@ -124,7 +138,9 @@ def _render(plan, emit: Emit) -> str:
 
 @app.command()
 def schema(
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the JSON Schema of the spec format (for editors and CI)."""
     from hive.compiler.schema import spec_schema_text
@@ -133,8 +149,71 @@ def schema(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {output}", markup=False)
+        _write(output, text)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The user message (or raw text with --raw).")],
+    model: Annotated[str | None, typer.Option(help="smollm2-135m, a model dir or .gguf.")] = None,
+    n: Annotated[int, typer.Option(help="Samples of the prompt.")] = 1,
+    temperature: Annotated[float, typer.Option(help="0 is greedy.")] = 0.7,
+    seed: Annotated[int | None, typer.Option(help="Seed; sample i uses seed + i.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 128,
+    raw: Annotated[bool, typer.Option(help="Skip the chat template.")] = False,
+) -> None:
+    """Generate with Hive's engine for a quick look."""
+    try:
+        from hive.runtime.engine.cli_support import generate_lines
+
+        lines = generate_lines(
+            prompt,
+            model=model,
+            n=n,
+            temperature=temperature,
+            seed=seed,
+            max_tokens=max_tokens,
+            raw=raw,
+        )
+    except HiveError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for line in lines:
+        typer.echo(line)
+
+
+@bench_app.command("compile")
+def bench_compile(
+    agents: Annotated[int, typer.Option(help="Agents in the generated spec.")] = 1000,
+    calls: Annotated[int, typer.Option(help="Calls the generated flow makes.")] = 5000,
+    repeat: Annotated[int, typer.Option(help="Runs; the median is reported.")] = 5,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Time validating and compiling a generated spec (many agents, a long flow)."""
+    import json
+
+    from hive.bench.compile_scale import report, run
+
+    result = run(agents, calls, repeat)
+    typer.echo(json.dumps(result) if json_output else report(result))
+
+
+@bench_app.command("engine")
+def bench_engine(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quick: Annotated[bool, typer.Option(help="Smaller workloads.")] = False,
+    model: Annotated[str | None, typer.Option(help="Model to run both engines on.")] = None,
+    dtype: Annotated[str, typer.Option(help="float32 (exact) or bfloat16, for both.")] = "float32",
+) -> None:
+    """Hive's engine against transformers generate / generate_batch on the same workloads."""
+    try:
+        from hive.runtime.engine.cli_support import bench_engine_text
+
+        text = bench_engine_text(model=model, quick=quick, as_json=json_output, dtype=dtype)
+    except HiveError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(text)
 
 
 def main() -> None:
