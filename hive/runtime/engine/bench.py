@@ -1,0 +1,263 @@
+"""`hive bench engine`: the same workloads on Hive and on transformers, in one run.
+
+Workloads: (a) one prompt, N samples; (b) many prompts sharing a long
+system prompt; (c) single-stream decode. Peers: transformers `generate`
+(padded static batch) and, when it runs here, its continuous-batching
+`generate_batch`. Every run generates exactly the asked number of tokens
+(eos ignored) so the work is equal.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hive.runtime.engine.engine import Engine
+from hive.runtime.engine.sampling_params import SamplingParams
+
+SYSTEM_RULES = (
+    "You are Hive's support assistant. Answer briefly and precisely. Rule {i}: when a user "
+    "asks about topic number {i}, cite the relevant section, explain the reasoning step by "
+    "step, and never invent facts you cannot verify. "
+)
+QUESTIONS = [
+    "How do I reset my password?",
+    "What is the refund policy?",
+    "Explain rate limits.",
+    "How do I export my data?",
+    "Which regions are supported?",
+    "How do I add a teammate?",
+    "What does error 42 mean?",
+    "How is usage billed?",
+    "Can I change my username?",
+    "How do I enable two-factor authentication?",
+    "Where are the logs kept?",
+    "How do I delete a project?",
+    "What is the uptime guarantee?",
+    "How do I rotate keys?",
+    "Is there an API for reports?",
+    "How do I contact sales?",
+]
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    prompts: list[list[int]]
+    n: int
+    max_new_tokens: int
+    temperature: float
+
+    @property
+    def num_new_tokens(self) -> int:
+        return len(self.prompts) * self.n * self.max_new_tokens
+
+
+def chat_ids(tokenizer: Any, user: str, system: str | None = None) -> list[int]:
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": user}
+    ]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def system_prompt(tokenizer: Any, num_tokens: int) -> str:
+    text, i = "", 0
+    while len(tokenizer(text)["input_ids"]) < num_tokens:
+        text += SYSTEM_RULES.format(i=i)
+        i += 1
+    ids = tokenizer(text)["input_ids"][:num_tokens]
+    return tokenizer.decode(ids)
+
+
+def build_workloads(tokenizer: Any, quick: bool) -> list[Workload]:
+    story = chat_ids(tokenizer, "Write a short story about a robot who learns to paint.")
+    system = system_prompt(tokenizer, 300)
+    num_shared = 8 if quick else 32
+    shared = [
+        chat_ids(tokenizer, f"{QUESTIONS[i % len(QUESTIONS)]} (ticket {i})", system)
+        for i in range(num_shared)
+    ]
+    single = chat_ids(tokenizer, "Explain how a bicycle works.")
+    return [
+        Workload("a_one_prompt_n_samples", [story], 4 if quick else 16, 32 if quick else 128, 0.8),
+        Workload("b_shared_system_prompt", shared, 1, 16 if quick else 64, 0.0),
+        Workload("c_single_stream_decode", [single], 1, 64 if quick else 256, 0.0),
+    ]
+
+
+def run_hive(engine: Engine, w: Workload) -> dict[str, float]:
+    engine.cache.evict(10**9)  # a cold cache: only sharing inside the workload counts
+    params = SamplingParams(
+        n=w.n, max_tokens=w.max_new_tokens, temperature=w.temperature, seed=0, ignore_eos=True
+    )
+    before = engine.stats()
+    start = time.perf_counter()
+    outs = engine.generate(w.prompts, params)
+    seconds = time.perf_counter() - start
+    after = engine.stats()
+    assert sum(len(o.token_ids) for o in outs) == w.num_new_tokens
+    steps = after["num_steps"] - before["num_steps"]
+    return {
+        "seconds": seconds,
+        "steps": steps,
+        "prefill_tokens": after["num_prefill_tokens"] - before["num_prefill_tokens"],
+        "prefix_hit_tokens": after["num_prefix_hit_tokens"] - before["num_prefix_hit_tokens"],
+    }
+
+
+def run_hf_generate(hf: Any, tokenizer: Any, w: Workload) -> dict[str, float]:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    width = max(len(p) for p in w.prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in w.prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in w.prompts])
+    kwargs: dict[str, Any] = {"do_sample": w.temperature > 0}
+    if w.temperature > 0:
+        kwargs.update(temperature=w.temperature, top_k=0, top_p=1.0)
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = hf.generate(
+            ids,
+            attention_mask=mask,
+            max_new_tokens=w.max_new_tokens,
+            min_new_tokens=w.max_new_tokens,
+            num_return_sequences=w.n,
+            pad_token_id=pad,
+            **kwargs,
+        )
+    seconds = time.perf_counter() - start
+    assert out.shape[0] * (out.shape[1] - width) == w.num_new_tokens
+    return {"seconds": seconds}
+
+
+def run_hf_generate_batch(hf: Any, w: Workload) -> dict[str, Any]:
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(
+        max_new_tokens=w.max_new_tokens,
+        min_new_tokens=w.max_new_tokens,
+        do_sample=w.temperature > 0,
+        temperature=w.temperature or 1.0,
+        top_k=0,
+        top_p=1.0,
+        num_return_sequences=w.n,
+        eos_token_id=None,
+    )
+    start = time.perf_counter()
+    try:  # not under inference_mode: its worker thread updates tensors made here
+        results = hf.generate_batch(
+            inputs=w.prompts, generation_config=config, progress_bar=False, warmup=False
+        )
+    except Exception as exc:  # the peer may not run on this machine; report why
+        return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    seconds = time.perf_counter() - start
+    produced = sum(len(r.generated_tokens) for r in results.values())
+    if produced != w.num_new_tokens:
+        return {"error": f"produced {produced} tokens, expected {w.num_new_tokens}"}
+    return {"seconds": seconds}
+
+
+def copy_bandwidth_gbps(num_bytes: int = 512 * 2**20, repeats: int = 5) -> float:
+    """Memory bandwidth of a large tensor copy, counting bytes read plus written."""
+    src = torch.ones(num_bytes // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = min(_timed(lambda: dst.copy_(src)) for _ in range(repeats))
+    return 2 * num_bytes / best / 1e9
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def machine() -> str:
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, {gpu} (the engine runs on the CPU)"
+    )
+
+
+def run_bench(
+    model: str | None = None, quick: bool = False, dtype: str = "float32"
+) -> dict[str, Any]:
+    """Both engines run in `dtype` (float32: exact; bfloat16: uses AMX where the CPU has it)."""
+    from hive.runtime.engine.model_loader import load_hf_model, resolve_model
+
+    hf, tokenizer = load_hf_model(resolve_model(model))
+    hf.eval()
+    if dtype != "float32":
+        hf = hf.to(getattr(torch, dtype))
+    engine = Engine.from_hf(hf, tokenizer, kv_cache_tokens=32768, dtype=dtype)
+    workloads = build_workloads(tokenizer, quick)
+    engine.generate([workloads[2].prompts[0]], SamplingParams(max_tokens=4))  # warm up
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "quick": quick,
+        "dtype": dtype,
+        "load_average_before": os.getloadavg(),
+        "workloads": {},
+    }
+    for w in workloads:
+        row: dict[str, Any] = {
+            "prompts": len(w.prompts),
+            "n": w.n,
+            "new_tokens_each": w.max_new_tokens,
+            "prompt_tokens": [len(p) for p in w.prompts][:1],
+        }
+        row["hive"] = run_hive(engine, w)
+        row["hf_generate"] = run_hf_generate(hf, tokenizer, w)
+        row["hf_generate_batch"] = run_hf_generate_batch(hf, w)
+        peers = [
+            row[k]["seconds"] for k in ("hf_generate", "hf_generate_batch") if "seconds" in row[k]
+        ]
+        row["speedup_vs_best_hf"] = min(peers) / row["hive"]["seconds"]
+        for key in ("hive", "hf_generate", "hf_generate_batch"):
+            if "seconds" in row[key]:
+                row[key]["tokens_per_s"] = w.num_new_tokens / row[key]["seconds"]
+        results["workloads"][w.name] = row
+    single = results["workloads"]["c_single_stream_decode"]["hive"]
+    bandwidth = copy_bandwidth_gbps()
+    weight_bytes = engine.model.weight_bytes()
+    results["decode"] = {
+        "step_ms": 1000 * single["seconds"] / single["steps"],
+        "weight_mb": weight_bytes / 2**20,
+        "copy_bandwidth_gbps": bandwidth,
+        "floor_ms": 1000 * weight_bytes / (bandwidth * 1e9),
+    }
+    results["load_average_after"] = os.getloadavg()
+    return results
+
+
+def format_report(results: dict[str, Any]) -> str:
+    lines = [
+        f"machine: {results['machine']}; dtype {results['dtype']}"
+        + ("; quick" if results["quick"] else "")
+        + f"; load average before/after: {results['load_average_before'][0]:.2f}"
+        + f"/{results['load_average_after'][0]:.2f}"
+    ]
+    header = f"{'workload':26} {'hive s':>8} {'generate s':>11} {'gen_batch s':>12} {'speedup':>8}"
+    lines.append(header)
+    for name, row in results["workloads"].items():
+        batch = row["hf_generate_batch"]
+        batch_s = f"{batch['seconds']:.2f}" if "seconds" in batch else "n/a"
+        lines.append(
+            f"{name:26} {row['hive']['seconds']:8.2f} {row['hf_generate']['seconds']:11.2f} "
+            f"{batch_s:>12} {row['speedup_vs_best_hf']:7.2f}x"
+        )
+        if "error" in batch:
+            lines.append(f"  generate_batch unavailable: {batch['error']}")
+    d = results["decode"]
+    lines.append(
+        f"decode step {d['step_ms']:.1f} ms; bandwidth floor {d['floor_ms']:.1f} ms "
+        f"({d['weight_mb']:.0f} MiB weights / {d['copy_bandwidth_gbps']:.1f} GB/s copy)"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""The logic behind `hive generate` and `hive bench engine` (the CLI stays thin)."""
+
+from __future__ import annotations
+
+import json
+
+from hive.runtime.engine.engine import Engine
+from hive.runtime.engine.errors import EngineError
+from hive.runtime.engine.sampling_params import SamplingParams
+
+
+def generate_lines(
+    prompt: str,
+    *,
+    model: str | None,
+    n: int,
+    temperature: float,
+    seed: int | None,
+    max_tokens: int,
+    raw: bool,
+) -> list[str]:
+    """Completions of `prompt` as printable lines (chat template unless `raw`)."""
+    params = SamplingParams(n=n, temperature=temperature, seed=seed, max_tokens=max_tokens)
+    engine = Engine.from_pretrained(model, kv_cache_tokens=8192)
+    source = prompt if raw else [{"role": "user", "content": prompt}]
+    completions = engine.generate(source, params)
+    lines = []
+    for c in completions:
+        if n > 1:
+            lines.append(
+                f"--- sample {c.sample_index} ({c.finish_reason}, {len(c.token_ids)} tokens)"
+            )
+        lines.append(c.text if c.error is None else f"error: {c.error}")
+    return lines
+
+
+def bench_engine_text(
+    *, model: str | None, quick: bool, as_json: bool, dtype: str = "float32"
+) -> str:
+    from hive.runtime.engine.bench import format_report, run_bench
+
+    if dtype not in ("float32", "bfloat16"):
+        raise EngineError(f"--dtype must be float32 or bfloat16, got {dtype!r}")
+    results = run_bench(model=model, quick=quick, dtype=dtype)
+    return json.dumps(results, indent=2) if as_json else format_report(results)

@@ -1,0 +1,54 @@
+"""Frozen engine configuration.
+
+Values the engine discovers at run time (number of KV pages, eos ids, the
+model's context length) live in runtime state, never written back here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hive.runtime.engine.errors import EngineError
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to build and run an engine.
+
+    `kv_cache_tokens` and `kv_cache_bytes` size the KV pool; when both are
+    None the pool holds `DEFAULT_KV_TOKENS` tokens (capped by free memory is
+    the caller's concern on the CPU).
+    """
+
+    model: str | None = None
+    device: str = "cpu"
+    dtype: str | None = None  # None: float32 on cpu, bfloat16 on cuda
+    attention: str = "torch"
+    kv_cache_tokens: int | None = None
+    kv_cache_bytes: int | None = None
+    page_size: int = 1
+    max_batch_tokens: int = 2048
+    max_running_requests: int = 256
+    max_context: int | None = None  # None: the model's max_position_embeddings
+    eviction_policy: str = "lru"
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise EngineError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.page_size < 1:
+            raise EngineError(f"page_size must be >= 1, got {self.page_size}")
+        if self.max_batch_tokens < 1:
+            raise EngineError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
+        if self.max_running_requests < 1:
+            raise EngineError(f"max_running_requests must be >= 1, got {self.max_running_requests}")
+        for name in ("kv_cache_tokens", "kv_cache_bytes", "max_context"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise EngineError(f"{name} must be >= 1, got {value}")
+        if self.dtype not in (None, "float32", "bfloat16", "float16"):
+            raise EngineError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+
+
+DEFAULT_KV_TOKENS = 65536

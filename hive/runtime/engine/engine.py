@@ -1,0 +1,303 @@
+"""The engine: schedule, run the model over the ragged batch, sample, post-process.
+
+`generate` drives the loop synchronously; `submit` is the asyncio interface:
+one task steps the engine while any submitted request is pending, yielding to
+the event loop between steps, so concurrent submits share batches.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from hive.runtime.engine.attention import backend_class
+from hive.runtime.engine.config import DEFAULT_KV_TOKENS, EngineConfig
+from hive.runtime.engine.errors import EngineError, InvalidRequestError, KVCacheTooSmallError
+from hive.runtime.engine.eviction import make_eviction_policy
+from hive.runtime.engine.forward_batch import build_forward_batch
+from hive.runtime.engine.kv_pool import KVPool, bytes_per_token, num_pages_for
+from hive.runtime.engine.model import LlamaModel
+from hive.runtime.engine.model_config import model_args_from_hf
+from hive.runtime.engine.model_loader import load_hf_model, resolve_model
+from hive.runtime.engine.prompts import Prompt, decode, find_stop, is_single_prompt, prompt_to_ids
+from hive.runtime.engine.radix_cache import RadixCache
+from hive.runtime.engine.request import Completion, Request
+from hive.runtime.engine.sampler import Sampler
+from hive.runtime.engine.sampling_params import SamplingParams
+from hive.runtime.engine.scheduler import Scheduler
+from hive.runtime.engine.serving import AsyncServing
+from hive.runtime.engine.stats import EngineStats
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class Engine(AsyncServing):
+    def __init__(self, hf_model: Any, tokenizer: Any, config: EngineConfig) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        device = torch.device(config.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise EngineError("device='cuda' but CUDA is not available")
+        dtype = _DTYPES[config.dtype or ("float32" if device.type == "cpu" else "bfloat16")]
+        hf_config = hf_model.config
+        self.args = args = model_args_from_hf(hf_config)
+        limits = [args.max_position_embeddings]
+        if config.max_context is not None:
+            limits.append(config.max_context)
+        if args.sliding_window is not None:
+            limits.append(args.sliding_window)  # full attention is exact up to the window
+        self.max_context = min(limits)
+        self.model = LlamaModel(
+            args, hf_model.state_dict(), hf_config, self.max_context, device, dtype
+        )
+        self.eos_ids = _eos_ids(hf_model, tokenizer)
+        num_pages = num_pages_for(
+            kv_cache_tokens=config.kv_cache_tokens,
+            kv_cache_bytes=config.kv_cache_bytes,
+            page_size=config.page_size,
+            token_bytes=bytes_per_token(args.num_layers, args.num_kv_heads, args.head_dim, dtype),
+            default_tokens=DEFAULT_KV_TOKENS,
+        )
+        self.pool = KVPool(
+            args.num_layers,
+            num_pages,
+            config.page_size,
+            args.num_kv_heads,
+            args.head_dim,
+            dtype,
+            device,
+        )
+        self.attention = backend_class(config.attention)(
+            self.pool, args.num_heads, self.model.scale
+        )
+        self.cache = RadixCache(
+            self.pool.allocator, config.page_size, make_eviction_policy(config.eviction_policy)
+        )
+        self._stats = EngineStats()
+        self.scheduler = Scheduler(
+            self.pool,
+            self.cache,
+            self._stats,
+            config.max_batch_tokens,
+            config.max_running_requests,
+        )
+        self.sampler = Sampler()
+        self.device = device
+        self._loop_task = None
+
+    @classmethod
+    def from_pretrained(cls, model: str | None = None, **options: Any) -> Engine:
+        """Load `model` (None / "smollm2-135m", a directory, a .gguf file, a cached HF id)."""
+        config = EngineConfig(model=model, **options)
+        hf_model, tokenizer = load_hf_model(resolve_model(model))
+        return cls(hf_model, tokenizer, config)
+
+    @classmethod
+    def from_hf(cls, hf_model: Any, tokenizer: Any = None, **options: Any) -> Engine:
+        """Build from an already loaded transformers model (tests, custom loading)."""
+        return cls(hf_model, tokenizer, EngineConfig(**options))
+
+    # -- requests -------------------------------------------------------------------------
+
+    def add_request(
+        self,
+        prompt: Prompt,
+        params: SamplingParams | None = None,
+        *,
+        agent_id: str | None = None,
+        priority: int = 0,
+        prompt_index: int = 0,
+    ) -> list[Request]:
+        """Validate and queue `params.n` requests for `prompt`; raise InvalidRequestError."""
+        params = params or SamplingParams()
+        ids = prompt_to_ids(prompt, self.tokenizer, self.args.vocab_size)
+        if len(ids) >= self.max_context:
+            raise InvalidRequestError(
+                f"prompt has {len(ids)} tokens; the context holds {self.max_context} "
+                "(prompt + at least one generated token)"
+            )
+        if len(ids) + 1 > self.pool.capacity_tokens:
+            raise KVCacheTooSmallError(
+                f"KV pool of {self.pool.capacity_tokens} tokens cannot hold a prompt of "
+                f"{len(ids)} tokens; raise kv_cache_tokens"
+            )
+        base_seed = params.seed if params.seed is not None else _random_seed()
+        requests = [
+            Request(
+                ids,
+                params,
+                (base_seed + i) % 2**63,
+                agent_id=agent_id,
+                priority=priority,
+                sample_index=i,
+                prompt_index=prompt_index,
+            )
+            for i in range(params.n)
+        ]
+        for request in requests:
+            self.scheduler.add(request)
+        return requests
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_work()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def step(self) -> list[Request]:
+        """Run one scheduling + forward + sampling step; return requests finished in it."""
+        schedule = self.scheduler.schedule()
+        finished = list(schedule.failed)
+        for req in schedule.failed:
+            req.finish_reason = "error"
+            self._stats.num_failed += 1
+        items = schedule.items
+        if items:
+            finished += self._run(schedule)
+        for req in finished:
+            if req.on_finish is not None:
+                req.on_finish(req)
+        return finished
+
+    def _run(self, schedule: Any) -> list[Request]:
+        items = schedule.items
+        chunks = []
+        for item in items:
+            req = item.request
+            if item.extend_len == 1 and req.num_pending == 1:
+                chunks.append([req.output_ids[-1] if req.output_ids else req.prompt_ids[-1]])
+            else:
+                chunks.append(req.tokens[item.start : item.start + item.extend_len])
+        batch = build_forward_batch(
+            chunks,
+            [item.start for item in items],
+            [item.request.page_ids for item in items],
+            schedule.num_decode,
+            [item.is_sampled for item in items],
+            self.device,
+        )
+        started = time.perf_counter()
+        logits = self.model.forward(batch, self.attention)
+        sampled = [item.request for item in items if item.is_sampled]
+        token_ids, logprobs = self.sampler(logits, sampled) if sampled else ([], None)
+        self._stats.forward_seconds += time.perf_counter() - started
+        self._stats.num_steps += 1
+        self._stats.num_decode_tokens += schedule.num_decode
+        self._stats.num_prefill_tokens += batch.num_tokens - schedule.num_decode
+
+        for item in items:
+            item.request.num_kv += item.extend_len
+        finished = []
+        for row, req in enumerate(sampled):
+            req.output_ids.append(token_ids[row])
+            if req.logprobs is not None and logprobs is not None:
+                req.logprobs.append(logprobs[row])
+            if self._check_finished(req):
+                finished.append(req)
+        for item in items[schedule.num_decode :]:
+            if not item.request.finish_reason:
+                self.scheduler.cache_prefix(item.request)
+        for req in finished:
+            self.scheduler.finish(req)
+            self._stats.num_finished += 1
+        return finished
+
+    def _check_finished(self, req: Request) -> bool:
+        params, token = req.params, req.output_ids[-1]
+        if token in params.stop_token_ids or (not params.ignore_eos and token in self.eos_ids):
+            req.finish_reason = "stop"
+        elif params.stop and self.tokenizer is not None:
+            text = decode(self.tokenizer, req.output_ids)
+            hit = find_stop(text, params.stop, 0)
+            if hit is not None:
+                req.finish_reason, req.stop_text_len = "stop", hit
+        if req.finish_reason is None and (
+            len(req.output_ids) >= params.max_tokens or req.num_tokens >= self.max_context
+        ):
+            req.finish_reason = "length"
+        return req.finish_reason is not None
+
+    # -- results --------------------------------------------------------------------------
+
+    def completion(self, req: Request) -> Completion:
+        text = decode(self.tokenizer, req.output_ids) if req.finish_reason != "error" else ""
+        if req.stop_text_len is not None:
+            text = text[: req.stop_text_len]
+        return Completion(
+            text=text,
+            token_ids=list(req.output_ids),
+            finish_reason=req.finish_reason or "error",
+            prompt_token_ids=req.prompt_ids,
+            prompt_index=req.prompt_index,
+            sample_index=req.sample_index,
+            logprobs=list(req.logprobs) if req.logprobs is not None else None,
+            num_cached_prompt_tokens=req.num_cached_prompt,
+            error=req.error,
+        )
+
+    def generate(
+        self, prompts: Prompt | Sequence[Prompt], params: SamplingParams | None = None
+    ) -> list[Completion]:
+        """Complete every prompt (`params.n` samples each, prompt-major order).
+
+        A prompt that is invalid gets a Completion with finish_reason "error" and
+        the message in `error`; the other prompts are served normally.
+        """
+        if self._loop_task is not None and not self._loop_task.done():
+            raise EngineError("generate() cannot run while the async loop is serving submits")
+        params = params or SamplingParams()
+        batch = [prompts] if is_single_prompt(prompts) else list(prompts)  # type: ignore[list-item]
+        slots: list[list[Request] | Completion] = []
+        for index, prompt in enumerate(batch):
+            try:
+                slots.append(self.add_request(prompt, params, prompt_index=index))
+            except EngineError as exc:
+                slots.append(_error_completion(str(exc), index, params.n))
+        pending = {r.rid for s in slots if isinstance(s, list) for r in s}
+        while pending:
+            for req in self.step():
+                pending.discard(req.rid)
+        out: list[Completion] = []
+        for slot in slots:
+            if isinstance(slot, list):
+                out += [self.completion(r) for r in slot]
+            else:
+                out += [replace(slot, sample_index=i) for i in range(params.n)]
+        return out
+
+    def stats(self) -> dict[str, float]:
+        self._stats.num_evicted_pages = self.cache.num_evicted_pages
+        snapshot = self._stats.snapshot()
+        snapshot["num_cached_pages"] = self.cache.num_pages
+        snapshot["num_free_pages"] = self.pool.allocator.num_free
+        return snapshot
+
+
+def _eos_ids(hf_model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for source in (getattr(hf_model, "generation_config", None), hf_model.config, tokenizer):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return frozenset(ids)
+
+
+def _random_seed() -> int:
+    return int.from_bytes(os.urandom(8), "little") >> 1
+
+
+def _error_completion(message: str, index: int, n: int) -> Completion:
+    return Completion(
+        text="",
+        token_ids=[],
+        finish_reason="error",
+        prompt_token_ids=[],
+        prompt_index=index,
+        error=message,
+    )

@@ -1,0 +1,61 @@
+"""One step's ragged batch: every scheduled request's new tokens in one tensor.
+
+Requests are ordered decode first (one new token each, rows
+`[0, num_decode)`), then extends (prefill chunks). For request i,
+`q_lens[i]` new tokens attend to `kv_lens[i]` tokens (cached + new) held in
+the pages `page_tables[i]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ForwardBatch:
+    input_ids: torch.Tensor  # (T,) int64
+    positions: torch.Tensor  # (T,) int64
+    q_lens: list[int]
+    kv_lens: list[int]
+    page_tables: list[list[int]]
+    num_decode: int
+    sample_indices: torch.Tensor  # (S,) int64 rows whose logits are needed
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def num_requests(self) -> int:
+        return len(self.q_lens)
+
+
+def build_forward_batch(
+    token_chunks: list[list[int]],
+    start_positions: list[int],
+    page_tables: list[list[int]],
+    num_decode: int,
+    sample_flags: list[bool],
+    device: torch.device | str,
+) -> ForwardBatch:
+    input_ids: list[int] = []
+    positions: list[int] = []
+    q_lens, kv_lens, sample_rows = [], [], []
+    for chunk, start, sample in zip(token_chunks, start_positions, sample_flags, strict=True):
+        input_ids.extend(chunk)
+        positions.extend(range(start, start + len(chunk)))
+        q_lens.append(len(chunk))
+        kv_lens.append(start + len(chunk))
+        if sample:
+            sample_rows.append(len(input_ids) - 1)
+    return ForwardBatch(
+        input_ids=torch.tensor(input_ids, dtype=torch.long, device=device),
+        positions=torch.tensor(positions, dtype=torch.long, device=device),
+        q_lens=q_lens,
+        kv_lens=kv_lens,
+        page_tables=page_tables,
+        num_decode=num_decode,
+        sample_indices=torch.tensor(sample_rows, dtype=torch.long, device=device),
+    )

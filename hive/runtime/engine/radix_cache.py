@@ -1,0 +1,212 @@
+"""Radix tree over token ids mapping cached prefixes to KV pages.
+
+Keys are whole pages: a node's `token_ids` length is a multiple of
+`page_size` and matches are rounded down to whole pages, so a cached page is
+never partially written by two requests (no copy-on-write needed).
+
+Contract:
+- `match_prefix(ids)` returns the longest cached page-aligned prefix; the
+  caller `lock`s the node while it reads those pages and `unlock`s it after.
+- `insert(ids, pages)` adds a prefix whose K/V sits in `pages` and returns
+  how many leading tokens were already cached: the caller owns (and must
+  free or keep) its pages for that part; the tree owns the rest.
+- `evict(num_pages)` frees unreferenced leaves (ref_count 0) in the order of
+  the eviction policy, returning pages to the allocator.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from typing import NamedTuple
+
+from hive.runtime.engine.eviction import BaseEvictionPolicy, LRUPolicy
+from hive.runtime.engine.kv_pool import PageAllocator
+
+
+class TreeNode:
+    __slots__ = (
+        "children",
+        "parent",
+        "token_ids",
+        "page_ids",
+        "ref_count",
+        "last_access",
+        "hit_count",
+        "agent_ids",
+        "priority",
+    )
+
+    def __init__(self, parent: TreeNode | None, token_ids: list[int], page_ids: list[int]):
+        self.children: dict[tuple[int, ...], TreeNode] = {}
+        self.parent = parent
+        self.token_ids = token_ids
+        self.page_ids = page_ids
+        self.ref_count = 0
+        self.last_access = 0
+        self.hit_count = 0
+        self.agent_ids: set[str] = set()
+        self.priority = 0
+
+    def __lt__(self, other: TreeNode) -> bool:  # heap ties
+        return id(self) < id(other)
+
+
+class MatchResult(NamedTuple):
+    num_tokens: int
+    page_ids: list[int]
+    node: TreeNode
+
+
+class RadixCache:
+    def __init__(
+        self,
+        allocator: PageAllocator,
+        page_size: int,
+        policy: BaseEvictionPolicy | None = None,
+    ) -> None:
+        self.allocator = allocator
+        self.page_size = page_size
+        self.policy = policy or LRUPolicy()
+        self.root = TreeNode(None, [], [])
+        self.root.ref_count = 1  # never evicted
+        self.num_pages = 0
+        self.num_evicted_pages = 0
+        self._clock = itertools.count(1)
+
+    def _key(self, token_ids: list[int], start: int) -> tuple[int, ...]:
+        return tuple(token_ids[start : start + self.page_size])
+
+    def _common_len(self, node_ids: list[int], ids: list[int], start: int) -> int:
+        n = min(len(node_ids), len(ids) - start)
+        if ids[start : start + n] == node_ids[:n]:
+            common = n
+        else:
+            common = 0
+            while common < n and node_ids[common] == ids[start + common]:
+                common += 1
+        return common - common % self.page_size
+
+    def _split(self, node: TreeNode, num_tokens: int) -> TreeNode:
+        """Cut `node` after `num_tokens` tokens; return the new upper part."""
+        num_pages = num_tokens // self.page_size
+        upper = TreeNode(node.parent, node.token_ids[:num_tokens], node.page_ids[:num_pages])
+        upper.ref_count = node.ref_count
+        upper.last_access = node.last_access
+        upper.hit_count = node.hit_count
+        upper.agent_ids = set(node.agent_ids)
+        upper.priority = node.priority
+        assert node.parent is not None
+        node.parent.children[self._key(node.token_ids, 0)] = upper
+        node.token_ids = node.token_ids[num_tokens:]
+        node.page_ids = node.page_ids[num_pages:]
+        node.parent = upper
+        upper.children[self._key(node.token_ids, 0)] = node
+        return upper
+
+    def _touch(self, node: TreeNode, agent_id: str | None, priority: int) -> None:
+        now = next(self._clock)
+        while node is not self.root:
+            node.last_access = now
+            node.hit_count += 1
+            if agent_id is not None:
+                node.agent_ids.add(agent_id)
+            node.priority = max(node.priority, priority)
+            node = node.parent  # type: ignore[assignment]
+
+    def match_prefix(
+        self, token_ids: list[int], agent_id: str | None = None, priority: int = 0
+    ) -> MatchResult:
+        node, pos, pages = self.root, 0, []
+        while len(token_ids) - pos >= self.page_size:
+            child = node.children.get(self._key(token_ids, pos))
+            if child is None:
+                break
+            common = self._common_len(child.token_ids, token_ids, pos)
+            if common == 0:
+                break
+            if common < len(child.token_ids):
+                child = self._split(child, common)
+            pages.extend(child.page_ids)
+            pos += common
+            node = child
+        self._touch(node, agent_id, priority)
+        return MatchResult(pos, pages, node)
+
+    def insert(
+        self,
+        token_ids: list[int],
+        page_ids: list[int],
+        agent_id: str | None = None,
+        priority: int = 0,
+    ) -> int:
+        """Insert the whole pages of `token_ids`; return tokens already cached."""
+        num_tokens = len(token_ids) - len(token_ids) % self.page_size
+        assert len(page_ids) >= num_tokens // self.page_size
+        node, pos = self.root, 0
+        while pos < num_tokens:
+            child = node.children.get(self._key(token_ids, pos))
+            if child is None:
+                leaf = TreeNode(
+                    node,
+                    token_ids[pos:num_tokens],
+                    page_ids[pos // self.page_size : num_tokens // self.page_size],
+                )
+                node.children[self._key(token_ids, pos)] = leaf
+                self.num_pages += len(leaf.page_ids)
+                self._touch(leaf, agent_id, priority)
+                return pos
+            common = self._common_len(child.token_ids, token_ids[:num_tokens], pos)
+            if common < len(child.token_ids):
+                child = self._split(child, common)
+            pos += common
+            node = child
+        self._touch(node, agent_id, priority)
+        return pos
+
+    def lock(self, node: TreeNode) -> None:
+        while node is not self.root:
+            node.ref_count += 1
+            node = node.parent  # type: ignore[assignment]
+
+    def unlock(self, node: TreeNode) -> None:
+        while node is not self.root:
+            node.ref_count -= 1
+            assert node.ref_count >= 0, "radix node unlocked more than locked"
+            node = node.parent  # type: ignore[assignment]
+
+    def evictable_pages(self) -> int:
+        return sum(len(n.page_ids) for n in self.nodes() if n.ref_count == 0)
+
+    def evict(self, num_pages: int) -> int:
+        """Free at least `num_pages` pages if possible; return pages freed."""
+        if num_pages <= 0:
+            return 0
+        heap = [
+            (self.policy.key(n), n) for n in self.nodes() if not n.children and n.ref_count == 0
+        ]
+        heapq.heapify(heap)
+        freed = 0
+        while heap and freed < num_pages:
+            _, node = heapq.heappop(heap)
+            self.allocator.free(node.page_ids)
+            freed += len(node.page_ids)
+            parent = node.parent
+            assert parent is not None
+            del parent.children[self._key(node.token_ids, 0)]
+            if parent is not self.root and not parent.children and parent.ref_count == 0:
+                heapq.heappush(heap, (self.policy.key(parent), parent))
+        self.num_pages -= freed
+        self.num_evicted_pages += freed
+        return freed
+
+    def nodes(self) -> list[TreeNode]:
+        out, stack = [], list(self.root.children.values())
+        while stack:
+            node = stack.pop()
+            out.append(node)
+            stack.extend(node.children.values())
+        return out
+
+    def all_page_ids(self) -> list[int]:
+        return [p for n in self.nodes() for p in n.page_ids]

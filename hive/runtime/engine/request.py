@@ -1,0 +1,134 @@
+"""A request's mutable state inside the engine, and the result it produces.
+
+`Request` is a plain class on the hot path. Its tokens are
+`prompt_ids + output_ids`; the first `num_kv` of them have K/V in the pool, in
+`page_ids`; the first `num_tree` of those pages belong to the radix cache and
+are locked through `tree_node`. A step computes K/V for
+`tokens[num_kv : num_kv + extend_len]` and samples a token once `num_kv`
+reaches `len(tokens)`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from hive.runtime.engine.sampling_params import SamplingParams
+
+if TYPE_CHECKING:
+    from hive.runtime.engine.radix_cache import TreeNode
+
+
+class RequestStatus(Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+_next_request_id = itertools.count()
+
+
+class Request:
+    __slots__ = (
+        "rid",
+        "prompt_ids",
+        "output_ids",
+        "params",
+        "generator",
+        "agent_id",
+        "priority",
+        "status",
+        "page_ids",
+        "num_kv",
+        "num_tree",
+        "tree_node",
+        "finish_reason",
+        "error",
+        "logprobs",
+        "sample_index",
+        "prompt_index",
+        "on_finish",
+        "stop_text_len",
+        "num_cached_prompt",
+    )
+
+    def __init__(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        seed: int,
+        *,
+        agent_id: str | None = None,
+        priority: int = 0,
+        sample_index: int = 0,
+        prompt_index: int = 0,
+    ) -> None:
+        self.rid = next(_next_request_id)
+        self.prompt_ids = prompt_ids
+        self.output_ids: list[int] = []
+        self.params = params
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(seed)
+        self.agent_id = agent_id
+        self.priority = priority
+        self.status = RequestStatus.WAITING
+        self.page_ids: list[int] = []
+        self.num_kv = 0
+        self.num_tree = 0
+        self.tree_node: TreeNode | None = None
+        self.finish_reason: str | None = None
+        self.error: str | None = None
+        self.logprobs: list[float] | None = [] if params.logprobs else None
+        self.sample_index = sample_index
+        self.prompt_index = prompt_index
+        self.on_finish: Any = None
+        self.stop_text_len: int | None = None  # chars of text kept when a stop string hit
+        self.num_cached_prompt = 0  # prompt tokens served by the prefix cache (first admission)
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.prompt_ids + self.output_ids
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.prompt_ids) + len(self.output_ids)
+
+    @property
+    def num_pending(self) -> int:
+        """Tokens still to run through the model before the next sample."""
+        return self.num_tokens - self.num_kv
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is RequestStatus.FINISHED
+
+    def __repr__(self) -> str:
+        return (
+            f"Request(rid={self.rid}, status={self.status.value}, prompt={len(self.prompt_ids)}, "
+            f"out={len(self.output_ids)}, kv={self.num_kv}, tree={self.num_tree})"
+        )
+
+
+@dataclass
+class Completion:
+    """One finished sample: its text, token ids and why it stopped.
+
+    `finish_reason` is "stop" (eos, stop token or stop string), "length"
+    (max_tokens or the context limit) or "error" (see `error`). `logprobs`
+    holds, when asked for, the log-probability of each generated token under
+    the model's raw next-token distribution (before temperature and filters).
+    """
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    prompt_token_ids: list[int] = field(repr=False)
+    prompt_index: int = 0
+    sample_index: int = 0
+    logprobs: list[float] | None = None
+    num_cached_prompt_tokens: int = 0
+    error: str | None = None

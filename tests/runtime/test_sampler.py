@@ -1,0 +1,89 @@
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hive.runtime.engine.request import Request
+from hive.runtime.engine.sampler import Sampler, filtered_probs, sample_from_probs
+from hive.runtime.engine.sampling_params import SamplingParams
+
+
+def req(params, seed=0, prompt=(1, 2, 3)):
+    return Request(list(prompt), params, seed)
+
+
+def test_greedy_picks_argmax_and_still_draws_once():
+    logits = torch.tensor([[0.1, 3.0, 2.9, -1.0]])
+    r = req(SamplingParams(temperature=0))
+    state = r.generator.get_state().clone()
+    tokens, _ = Sampler()(logits, [r])
+    assert tokens == [1]
+    reference = torch.Generator()
+    reference.set_state(state)
+    torch.rand((), generator=reference, dtype=torch.float64)
+    assert torch.equal(r.generator.get_state(), reference.get_state())
+
+
+def test_filters_keep_the_expected_support():
+    logits = torch.log(torch.tensor([[0.4, 0.3, 0.2, 0.1]]))
+    support = lambda p: (filtered_probs(logits, [p])[0] > 0).nonzero().flatten().tolist()  # noqa: E731
+    assert support(SamplingParams(top_k=2)) == [0, 1]
+    assert support(SamplingParams(top_p=0.6)) == [0, 1]
+    assert support(SamplingParams(top_p=0.75)) == [0, 1, 2]
+    assert support(SamplingParams(min_p=0.45)) == [0, 1, 2]
+    assert support(SamplingParams(min_p=0.6)) == [0, 1]
+    assert support(SamplingParams(top_p=0.05)) == [0]
+    assert support(SamplingParams()) == [0, 1, 2, 3]
+
+
+def test_inverse_cdf_in_token_order():
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.25, 0.25]] * 4)
+    u = torch.tensor([0.0, 0.49, 0.5, 0.999999])
+    assert sample_from_probs(probs, u).tolist() == [1, 1, 3, 4]
+    assert sample_from_probs(probs[:1], torch.tensor([1.0])).tolist() == [4]  # never past support
+
+
+def test_rows_do_not_depend_on_each_other():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 100)
+    params = [
+        SamplingParams(temperature=0.7, top_k=10, seed=1),
+        SamplingParams(temperature=1.2, top_p=0.8, seed=2),
+        SamplingParams(temperature=0),
+        SamplingParams(min_p=0.05, seed=3),
+        SamplingParams(repetition_penalty=1.3, frequency_penalty=0.5, seed=4),
+    ]
+    together, _ = Sampler()(logits, [req(p, p.seed or 0) for p in params])
+    alone = [
+        Sampler()(logits[i : i + 1], [req(p, p.seed or 0)])[0][0] for i, p in enumerate(params)
+    ]
+    assert together == alone
+
+
+def test_penalties_push_repeated_tokens_down():
+    logits = torch.full((1, 6), 0.5)
+    logits[0, 2] = 1.0
+    r = req(SamplingParams(temperature=0, repetition_penalty=5.0), prompt=(2,))
+    assert Sampler()(logits, [r])[0] != [2]
+    r = req(SamplingParams(temperature=0, presence_penalty=2.0))
+    r.output_ids = [2]
+    assert Sampler()(logits, [r])[0] != [2]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), temperature=st.floats(0.1, 2.0))
+def test_same_seed_same_stream(seed, temperature):
+    logits = torch.randn(1, 50, generator=torch.Generator().manual_seed(seed))
+    params = SamplingParams(temperature=temperature)
+    a, b = req(params, seed), req(params, seed)
+    assert [Sampler()(logits, [a])[0] for _ in range(5)] == [
+        Sampler()(logits, [b])[0] for _ in range(5)
+    ]
+
+
+def test_sampling_follows_the_distribution():
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
+    r = req(SamplingParams(temperature=1.0), seed=42)
+    counts = [0, 0, 0]
+    for _ in range(2000):
+        counts[Sampler()(logits, [r])[0][0]] += 1
+    assert abs(counts[0] / 2000 - 0.7) < 0.05 and abs(counts[2] / 2000 - 0.1) < 0.03
