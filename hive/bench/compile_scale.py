@@ -56,9 +56,10 @@ def generate_spec(num_agents: int, num_calls: int) -> str:
         "inputs": {"task": "string"},
         "outputs": {"answer": "string"},
         "agents": agents,
-        "flow": "\n".join(lines) + "\n",
     }
-    return yaml.safe_dump(spec, sort_keys=False, width=10_000)
+    # The flow as a literal block, the way people write it.
+    flow = "".join(f"  {line}\n" for line in lines)
+    return yaml.safe_dump(spec, sort_keys=False, width=10_000) + "flow: |\n" + flow
 
 
 def run(num_agents: int = 1000, num_calls: int = 5000, repeat: int = 5) -> dict:

@@ -107,33 +107,37 @@ def verify(graph: Graph) -> None:
     """Check the IR's invariants: known ops, unique ids, every use after its definition
     (values defined in a region are visible only inside it), yields defined."""
     seen: set[int] = set()
+    visible: set[int] = set()  # values in scope: outer regions' and this region's so far
 
-    def check_region(region: Region, visible: set[int]) -> None:
-        scope = set(visible)
+    def check_region(region: Region) -> None:
+        added: list[int] = []  # defined here; they go out of scope when the region ends
         for pid in region.params:
             if pid in seen:
                 raise IRError(f"param %{pid} defined twice")
             seen.add(pid)
-            scope.add(pid)
+            visible.add(pid)
+            added.append(pid)
         for node in region.nodes:
             if node.op not in OPS:
                 raise IRError(f"%{node.id}: unknown op {node.op!r}")
             if node.id in seen:
                 raise IRError(f"%{node.id} defined twice")
             for value in node.inputs:
-                if value not in scope:
+                if value not in visible:
                     raise IRError(f"%{node.id} ({node.op}) uses %{value} before its definition")
             if node.op in CALL_OPS and not node.attrs.get("agent"):
                 raise IRError(f"%{node.id}: {node.op} without an agent")
             for sub in node.regions:
-                check_region(sub, scope)
+                check_region(sub)
             seen.add(node.id)
-            scope.add(node.id)
+            visible.add(node.id)
+            added.append(node.id)
         for value in region.yields:
-            if value not in scope:
+            if value not in visible:
                 raise IRError(f"region {region.name!r} yields undefined %{value}")
+        visible.difference_update(added)
 
-    check_region(graph.body, set())
+    check_region(graph.body)
 
 
 # -- text form ------------------------------------------------------------------

@@ -155,33 +155,48 @@ class _BlockMap:
 class _QuotedMap:
     """Offsets in a quoted scalar's decoded text -> offsets in the file.
 
-    Built once per scalar by walking its source: an escape (`\\n`, `\\u00e9`) or a
-    doubled quote (`''`) is one decoded character; a line break and the next
-    line's indentation fold into one space.
+    Built once per scalar from its special characters only: an escape
+    (`\\n`, `\\u00e9`) or a doubled quote (`''`) is one decoded character, a
+    line break and the next line's indentation fold into one space; between
+    them, decoded and file offsets advance together.
     """
 
+    _DOUBLE = re.compile(r"\\|\n")
+    _SINGLE = re.compile(r"''|\n")
+
     def __init__(self, text: str, scalar: _Scalar):
-        starts: list[int] = []
         i, end = scalar.start + 1, max(scalar.end - 1, scalar.start + 1)
         double = scalar.style == '"'
-        while i < end:
-            starts.append(i)
-            ch = text[i]
-            if double and ch == "\\" and i + 1 < end:
-                i += 2 + _ESCAPE_LEN.get(text[i + 1], 0)
-            elif not double and text.startswith("''", i):
-                i += 2
-            elif ch == "\n":
-                i += 1
-                while i < end and text[i] in " \t":
-                    i += 1
+        special = self._DOUBLE if double else self._SINGLE
+        # Runs of plain characters: decoded offset `decoded_starts[k]` is file offset
+        # `file_starts[k]`, and both advance together until the next special character.
+        self.decoded_starts: list[int] = [0]
+        self.file_starts: list[int] = [i]
+        self.end = end
+        decoded = 0
+        while True:
+            match = special.search(text, i, end)
+            if match is None:
+                break
+            decoded += match.start() - i
+            j = match.start()
+            if text[j] == "\n":
+                j += 1
+                while j < end and text[j] in " \t":
+                    j += 1
+            elif double:
+                j += 2 + _ESCAPE_LEN.get(text[j + 1], 0) if j + 1 < end else 1
             else:
-                i += 1
-        starts.append(end)
-        self.starts = starts
+                j += 2
+            decoded += 1  # the special sequence decodes to one character
+            i = min(j, end)
+            self.decoded_starts.append(decoded)
+            self.file_starts.append(i)
 
     def __call__(self, offset: int) -> int:
-        return self.starts[min(max(offset, 0), len(self.starts) - 1)]
+        offset = max(offset, 0)
+        k = bisect.bisect_right(self.decoded_starts, offset) - 1
+        return min(self.file_starts[k] + (offset - self.decoded_starts[k]), self.end)
 
 
 _COLLECTION_TAGS = {

@@ -230,3 +230,34 @@ return {v: v.votes, b: b1.score, r: r.attempts, one: one.word, two: two[1].text}
 """)
     ret = next(n for n in p.graph.body.nodes if n.op == "return")
     assert str(ret.type) == "{v: integer, b: number, r: integer, one: string, two: string}"
+
+
+def test_nested_loops_keep_the_schedule_bounded(plan):
+    p = plan("""
+x = q
+repeat 8:
+    repeat 8:
+        repeat 8:
+            x = a(q=x).text
+return x
+""")
+    a = p.priorities.agents["a"]
+    assert a.max_calls == 512
+    assert a.stages == list(range(256))  # one stage per dependent call, capped at MAX_STAGES
+
+
+def test_flow_with_too_many_calls_is_rejected(compile_text):
+    from hive.compiler import SpecError
+
+    with pytest.raises(SpecError, match="may make 16,777,216 agent calls; the limit is 1,000,000"):
+        compile_text(
+            flow("""
+x = q
+repeat 64:
+    repeat 64:
+        repeat 64:
+            repeat 64:
+                x = a(q=x).text
+return x
+""")
+        )

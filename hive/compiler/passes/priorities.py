@@ -150,75 +150,97 @@ def _count_node(node: Node, total: _Count) -> None:
 # -- latency (rounds of dependent calls) -----------------------------------------
 
 
-def _region_latency(region: Region | None) -> int:
-    if region is None:
+class _Timing:
+    """Latency in rounds of dependent calls, memoised per node and region (nested
+    loops would otherwise recompute their bodies once per enclosing iteration)."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[int, int] = {}
+        self.regions: dict[int, int] = {}
+
+    def region(self, region: Region | None) -> int:
+        if region is None:
+            return 0
+        key = id(region)
+        if key not in self.regions:
+            finish: dict[int, int] = {}
+            for node in region.nodes:
+                start = max((finish.get(v, 0) for v in node.inputs), default=0)
+                finish[node.id] = start + self.node(node)
+            last = max(finish.values(), default=0)
+            self.regions[key] = max((finish.get(v, 0) for v in region.yields), default=last)
+        return self.regions[key]
+
+    def node(self, node: Node) -> int:
+        if node.id not in self.nodes:
+            self.nodes[node.id] = self._compute(node)
+        return self.nodes[node.id]
+
+    def _compute(self, node: Node) -> int:
+        a = node.attrs
+        lat = {r.name: self.region(r) for r in node.regions}
+        match node.op:
+            case "call" | "sample" | "spawn":
+                return 1
+            case "resample":
+                return a["max_attempts"] * (1 + lat["until"])
+            case "map":
+                return lat["each"]
+            case "best" | "vote":
+                return lat.get("by", 0)
+            case "beam" | "tree":
+                return (a.get("depth") or 0) * (lat.get("expand", 0) + lat.get("score", 0))
+            case "refine":
+                rounds = a.get("rounds") or 0
+                return lat.get("draft", 0) + rounds * (
+                    lat.get("critique", 0) + lat.get("revise", 0) + lat.get("stop", 0)
+                )
+            case "if":
+                return max(lat.values(), default=0)
+            case "for":
+                return (a.get("bound") or 0) * lat["body"]
+            case "repeat":
+                return a["count"] * lat["body"]
+            case "while":
+                return a["max_iterations"] * (lat["body"] + lat["cond"])
         return 0
-    finish: dict[int, int] = {}
-    for node in region.nodes:
-        start = max((finish.get(v, 0) for v in node.inputs), default=0)
-        finish[node.id] = start + _latency(node)
-    return max((finish.get(v, 0) for v in region.yields), default=max(finish.values(), default=0))
-
-
-def _latency(node: Node) -> int:
-    a = node.attrs
-    lat = {r.name: _region_latency(r) for r in node.regions}
-    match node.op:
-        case "call" | "sample" | "spawn":
-            return 1
-        case "resample":
-            return a["max_attempts"] * (1 + lat["until"])
-        case "map":
-            return lat["each"]
-        case "best" | "vote":
-            return lat.get("by", 0)
-        case "beam" | "tree":
-            return (a.get("depth") or 0) * (lat.get("expand", 0) + lat.get("score", 0))
-        case "refine":
-            rounds = a.get("rounds") or 0
-            return lat.get("draft", 0) + rounds * (
-                lat.get("critique", 0) + lat.get("revise", 0) + lat.get("stop", 0)
-            )
-        case "if":
-            return max(lat.values(), default=0)
-        case "for":
-            return (a.get("bound") or 0) * lat["body"]
-        case "repeat":
-            return a["count"] * lat["body"]
-        case "while":
-            return a["max_iterations"] * (lat["body"] + lat["cond"])
-    return 0
 
 
 MAX_UNROLL = 64  # loop iterations laid out in the next-use schedule
+MAX_SCHEDULED_NODES = 200_000  # past this, nested loops are laid out once, not per iteration
+MAX_STAGES = 256  # stages kept per agent: enough to order next uses, small in the plan
 
 
-def _schedule(region: Region, offset: int, stages: dict[str, set[int]]) -> None:
+def _schedule(
+    region: Region, offset: int, stages: dict[str, set[int]], timing: _Timing, budget: list[int]
+) -> None:
     """Record the round in which each agent is called, nested regions included.
 
     Each node starts when its inputs finish (ASAP); a loop body is laid out once per
     iteration (up to MAX_UNROLL), so a coordinator called every round gets every
-    round's stage, which is what next-use eviction needs.
+    round's stage, which is what next-use eviction needs. `budget` bounds the total
+    work, which nested loops would otherwise multiply.
     """
     finish: dict[int, int] = {}
+    budget[0] -= len(region.nodes)
     for node in region.nodes:
         start = offset + max(
             (finish.get(v, 0) - offset for v in node.inputs if v in finish), default=0
         )
-        finish[node.id] = start + _latency(node)
+        finish[node.id] = start + timing.node(node)
         if node.op in CALL_OPS:
             stages.setdefault(node.agent, set()).add(start)
-        iterations = _iterations(node)
+        iterations = min(_iterations(node), MAX_UNROLL) if budget[0] > 0 else 1
         step = start
-        for _ in range(min(iterations, MAX_UNROLL)):
+        for _ in range(iterations):
             # An if's branches are alternatives; other regions run one after another
             # (a loop's condition then body, a search's expand then score).
             for sub in node.regions:
-                _schedule(sub, step, stages)
+                _schedule(sub, step, stages, timing, budget)
                 if node.op != "if":
-                    step += _region_latency(sub)
+                    step += timing.region(sub)
             if node.op == "if" or not node.regions:
-                step += max((_region_latency(r) for r in node.regions), default=0)
+                step += max((timing.region(r) for r in node.regions), default=0)
             step = max(step, start + 1)
 
 
@@ -254,11 +276,12 @@ def compute_priorities(graph: Graph, spec: Spec, agents: dict[str, AgentInfo]) -
 
     # Critical path and stages over the top-level flow.
     top = graph.body.nodes
+    timing = _Timing()
     start: dict[int, int] = {}
     finish: dict[int, int] = {}
     for node in top:
         start[node.id] = max((finish.get(v, 0) for v in node.inputs), default=0)
-        finish[node.id] = start[node.id] + _latency(node)
+        finish[node.id] = start[node.id] + timing.node(node)
     by_id = {n.id: n for n in top}
     # Walk back from the return through every predecessor that finishes last
     # (ties included: parallel calls of equal length are all critical).
@@ -277,7 +300,7 @@ def compute_priorities(graph: Graph, spec: Spec, agents: dict[str, AgentInfo]) -
             latest = max(finish[n.id] for n in preds)
             frontier.extend(n for n in preds if finish[n.id] == latest)
     stages: dict[str, set[int]] = {}
-    _schedule(graph.body, 0, stages)
+    _schedule(graph.body, 0, stages, timing, [MAX_SCHEDULED_NODES])
 
     fan_in, fan_out = _fan(graph, spec)
     result: dict[str, AgentPriority] = {}
@@ -301,7 +324,7 @@ def compute_priorities(graph: Graph, spec: Spec, agents: dict[str, AgentInfo]) -
             fan_out=len(fan_out.get(name, ())),
             critical=name in critical_agents,
             prefix_chars=max(prefix_chars, 0),
-            stages=sorted(stages.get(name, ())),
+            stages=sorted(stages.get(name, ()))[:MAX_STAGES],
             contribution=0.0,
             hint=agent.priority,
         )
