@@ -1,7 +1,7 @@
 """Hive's engine against transformers on the same workloads (see hive/runtime/engine/bench.py).
 
 Usage: python benchmarks/engine.py [--quick] [--json] [--model M] [--dtype D]
-(the same as `hive bench engine`). Results are recorded in benchmarks/ENGINE_RESULTS.md.
+(the same as `hive bench engine`). Results are recorded in benchmarks/BENCHMARKS.md.
 """
 
 from __future__ import annotations
