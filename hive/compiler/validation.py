@@ -51,19 +51,19 @@ def _allowed_keys(path: tuple) -> list[str]:
     return keys
 
 
+def _indexes(node: Any, part: Any) -> bool:
+    """Whether `part` is a key or index of `node` (a `loc` also holds union labels)."""
+    if isinstance(node, dict):
+        return isinstance(part, str) and part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+
+
 def _data_path(data: Any, loc: tuple) -> tuple:
     """The longest prefix of `loc` that indexes into `data`, skipping union labels."""
     path: list = []
     node = data
     for part in loc:
-        if (
-            isinstance(node, dict)
-            and isinstance(part, str)
-            and part in node
-            or isinstance(node, list)
-            and isinstance(part, int)
-            and 0 <= part < len(node)
-        ):
+        if _indexes(node, part):
             path.append(part)
             node = node[part]
     return tuple(path)
@@ -144,14 +144,7 @@ def _union_branch(data: Any, err: dict) -> tuple[tuple, str] | None:
     loc = err["loc"][:-1] if err["type"] == "missing" else err["loc"]
     node, path = data, []
     for part in loc:
-        if (
-            isinstance(node, dict)
-            and isinstance(part, str)
-            and part in node
-            or isinstance(node, list)
-            and isinstance(part, int)
-            and 0 <= part < len(node)
-        ):
+        if _indexes(node, part):
             node = node[part]
         elif part == "[key]":
             return None

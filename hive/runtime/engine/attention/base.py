@@ -40,6 +40,17 @@ class BaseAttentionBackend(ABC):
         self.num_heads = num_heads
         self.scale = scale
 
+    def plan_kv_writes(self, batch: ForwardBatch) -> None:
+        """Where this step's new K/V rows go in every layer (the same rows in each)."""
+        self.k_write = kv_write_rows(batch, self.pool)
+        self.v_write = self.k_write + self.pool.page_size
+
+    def write_kv(self, layer_id: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store the new tokens' K/V in the layer's pages (after `plan_kv_writes`)."""
+        rows = self.pool.rows[layer_id]
+        rows.index_copy_(0, self.k_write, k)
+        rows.index_copy_(0, self.v_write, v)
+
     @abstractmethod
     def prepare(self, batch: ForwardBatch) -> None:
         """Build the step's index tensors / plans; called once before the layers run."""

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from hive.runtime.engine.attention.base import BaseAttentionBackend, kv_write_rows
+from hive.runtime.engine.attention.base import BaseAttentionBackend
 from hive.runtime.engine.errors import BackendUnavailableError
 from hive.runtime.engine.forward_batch import ForwardBatch
 from hive.runtime.engine.kv_pool import KVPool
@@ -70,8 +70,7 @@ class FlashInferAttentionBackend(BaseAttentionBackend):
 
     def prepare(self, batch: ForwardBatch) -> None:
         pool = self.pool
-        self.k_write = kv_write_rows(batch, pool)
-        self.v_write = self.k_write + pool.page_size
+        self.plan_kv_writes(batch)
         self.num_decode = batch.num_decode
         self.has_extend = batch.num_requests > batch.num_decode
         inputs = plan_inputs(batch, pool.page_size, self.k_write.device)
@@ -105,9 +104,7 @@ class FlashInferAttentionBackend(BaseAttentionBackend):
     def forward(
         self, layer_id: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> torch.Tensor:
-        rows = self.pool.rows[layer_id]
-        rows.index_copy_(0, self.k_write, k)
-        rows.index_copy_(0, self.v_write, v)
+        self.write_kv(layer_id, k, v)
         cache = self.pool.layers[layer_id]
         d = self.num_decode
         parts = []

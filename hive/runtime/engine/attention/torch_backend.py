@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from hive.runtime.engine.attention.base import BaseAttentionBackend, kv_write_rows
+from hive.runtime.engine.attention.base import BaseAttentionBackend
 from hive.runtime.engine.forward_batch import ForwardBatch
 
 
@@ -90,10 +90,9 @@ class TorchAttentionBackend(BaseAttentionBackend):
     name = "torch"
 
     def prepare(self, batch: ForwardBatch) -> None:
-        pool, ps = self.pool, self.pool.page_size
+        ps = self.pool.page_size
         device = batch.input_ids.device
-        self.k_write = kv_write_rows(batch, pool)
-        self.v_write = self.k_write + ps
+        self.plan_kv_writes(batch)
 
         num_decode = batch.num_decode
         self.num_decode = num_decode
@@ -186,9 +185,8 @@ class TorchAttentionBackend(BaseAttentionBackend):
     def forward(
         self, layer_id: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> torch.Tensor:
+        self.write_kv(layer_id, k, v)
         rows = self.pool.rows[layer_id]
-        rows.index_copy_(0, self.k_write, k)
-        rows.index_copy_(0, self.v_write, v)
         num_tokens, num_heads, head_dim = q.shape
         num_kv_heads = k.shape[1]
         out = torch.empty(num_tokens, num_heads * head_dim, dtype=q.dtype, device=q.device)
