@@ -111,13 +111,8 @@ class JsonExtract(_Model):
     type: TypeName = "any"
     """The field's type."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        use_attribute_docstrings=True,
-        frozen=True,
-        populate_by_name=True,
-        allow_inf_nan=False,
-    )
+    # Merged with _Model's config: also accept the field's Python name beside its alias.
+    model_config = ConfigDict(populate_by_name=True)
 
 
 Extractor = Annotated[
@@ -175,13 +170,8 @@ class Agent(_Model):
 class Spec(_Model):
     """A Hive workflow: agents as data, and a flow program that calls them."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        use_attribute_docstrings=True,
-        frozen=True,
-        populate_by_name=True,
-        allow_inf_nan=False,
-    )
+    # Merged with _Model's config: also accept the field's Python name beside its alias.
+    model_config = ConfigDict(populate_by_name=True)
 
     json_schema: str | None = Field(default=None, alias="$schema")
     """The JSON Schema this document follows (for editors of JSON specs); ignored by Hive."""
