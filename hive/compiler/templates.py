@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateAssertionError, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 
@@ -39,8 +39,16 @@ def variables(source: str) -> list[str]:
     env = environment()
     try:
         tree = env.parse(source)
-        # Compiling the tree finds what parsing does not, such as an unknown filter.
-        undeclared = meta.find_undeclared_variables(tree) - set(env.globals)
+        names = list(tree.find_all(nodes.Name))
+        if all(n.ctx == "load" for n in names):
+            # No assignments (no for/set/macro/with): every name read is the context's.
+            # This is most prompts, and skips the code generation below (2/3 of the time).
+            _check_filters_and_tests(tree, env)
+            undeclared = {n.name for n in names} - set(env.globals)
+        else:
+            # Compiling the tree resolves scopes and finds what parsing does not,
+            # such as an unknown filter.
+            undeclared = meta.find_undeclared_variables(tree) - set(env.globals)
     except TemplateSyntaxError as exc:  # TemplateAssertionError too
         raise TemplateProblem(exc.message or "invalid template", exc.lineno or 1) from None
     except RecursionError:
@@ -50,11 +58,21 @@ def variables(source: str) -> list[str]:
         tag = {"Extends": "extends", "Include": "include"}.get(type(node).__name__, "import")
         raise TemplateProblem(f"'{{% {tag} %}}' is not supported in prompts", node.lineno)
     ordered = []
-    for name_node in tree.find_all(nodes.Name):
+    for name_node in names:
         if name_node.name in undeclared and name_node.name not in ordered:
             ordered.append(name_node.name)
     ordered.extend(sorted(undeclared - set(ordered)))
     return ordered
+
+
+def _check_filters_and_tests(tree: nodes.Template, env: SandboxedEnvironment) -> None:
+    """What Jinja's code generator would reject in an assignment-free template."""
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        kind, known = (
+            ("filter", env.filters) if isinstance(node, nodes.Filter) else ("test", env.tests)
+        )
+        if node.name not in known:
+            raise TemplateAssertionError(f"No {kind} named {node.name!r}.", node.lineno)
 
 
 def static_prefix(source: str) -> str:
