@@ -110,7 +110,11 @@ def _compile(loaded: LoadedSpec) -> Compiled:
     if any(d.severity == "error" for d in diagnostics):
         # Template errors make the agents' parameters unknown; report them alone.
         raise SpecError(diagnostics)
-    results = run_passes(graph, spec, doc, agents)
+    try:
+        results = run_passes(graph, spec, doc, agents)
+    except RecursionError:  # hundreds of nested blocks: the passes recurse per region
+        span = doc.span_in_string(("flow",), 0)
+        raise SpecError([doc.diagnostic("error", "flow nests too deeply", span)]) from None
     diagnostics += results.diagnostics
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors:

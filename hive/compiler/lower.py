@@ -89,10 +89,10 @@ class _Lowerer:
             self.block(stmts, sub, local, top=False)
             envs.append(local)
         assigned = [set(_assigned(stmts)) for _, stmts in branches]
+        # Carried out: names that existed before, and names both branches define at
+        # their own level (one set only inside a nested block does not outlive it).
         carried = sorted(
-            n
-            for n in assigned[0] | assigned[1]
-            if n in env or (n in assigned[0] and n in assigned[1])
+            n for n in assigned[0] | assigned[1] if n in env or (n in envs[0] and n in envs[1])
         )
         for name in (assigned[0] | assigned[1]) - set(carried):
             self.local_only[name] = (
@@ -108,8 +108,10 @@ class _Lowerer:
     def loop(
         self, stmt: ast.For | ast.Repeat | ast.While, region: Region, env: dict[str, int]
     ) -> None:
-        carried = sorted(n for n in set(_assigned(stmt.body)) if n in env)
-        for name in set(_assigned(stmt.body)) - set(carried):
+        # The loop variable is the body's own: it is rebound every iteration, not carried.
+        loop_var = stmt.var if isinstance(stmt, ast.For) else None
+        carried = sorted(n for n in set(_assigned(stmt.body)) if n in env and n != loop_var)
+        for name in set(_assigned(stmt.body)) - set(carried) - {loop_var}:
             where = self.locate(stmt.pos).line
             self.local_only[name] = (
                 f"it is first assigned inside the loop on line {where}; assign it before the loop"
@@ -226,18 +228,25 @@ class _Lowerer:
 
     def builtin(self, call: ast.Call, region: Region, env: dict[str, int]) -> int:
         name = call.name
-        kwargs = {kw.name: kw for kw in call.kwargs}
         attrs: dict[str, Any] = {}
         regions: list[Region] = []
         inputs: list[int] = []
         positional = list(call.args)
         lambdas = _LAMBDA_ARGS.get(name, {})
-        for key, kw in kwargs.items():
+        seen: set[str] = set()
+        for kw in call.kwargs:
+            key = kw.name
+            if key in seen:
+                attrs.setdefault("duplicate_kwargs", []).append(key)
+                continue
+            seen.add(key)
             if key in lambdas:
                 if key == "by" and isinstance(kw.value, ast.Var) and kw.value.name != "_":
                     attrs["by_field"] = kw.value.name  # `by=answer`: a field of each element
                 else:
                     regions.append(self.lam(key, kw.value, env, lambdas[key]))
+            elif key not in LITERAL_ARGS.get(name, ()):
+                attrs.setdefault("unknown_kwargs", []).append(key)
             elif isinstance(kw.value, ast.Literal):
                 attrs[key] = kw.value.value
             else:
@@ -250,11 +259,23 @@ class _Lowerer:
             attrs["num_positional"] = len(positional)
         else:
             inputs.extend(self.expr(a, region, env) for a in positional)
+        regions.sort(key=lambda r: _REGION_ORDER.index(r.name))  # not the keywords' order
         op = name if name in COMBINATORS else "builtin"
         if op == "builtin":
             attrs["name"] = name
         return self.new(region, op, call.pos, inputs, regions, **attrs)
 
+
+# Keyword arguments that take a literal value, per built-in.
+LITERAL_ARGS: dict[str, frozenset[str]] = {
+    "best": frozenset({"lowest"}),
+    "beam": frozenset({"width", "depth", "branch"}),
+    "tree": frozenset({"breadth", "depth", "keep"}),
+    "refine": frozenset({"rounds"}),
+    "concat": frozenset({"sep"}),
+}
+# The order in which a combinator's regions run (and are kept in the IR).
+_REGION_ORDER = ("each", "draft", "by", "expand", "score", "critique", "revise", "stop")
 
 # Keyword arguments of combinators that are lambdas, with the names they bind.
 _LAMBDA_ARGS: dict[str, dict[str, tuple[str, ...]]] = {

@@ -99,7 +99,7 @@ def _invariant_loop_bound(node: Node, parents: tuple[Node, ...], nodes: dict[int
         return loop.attrs["count"]
     if loop.op == "while":
         return loop.attrs["max_iterations"]
-    return nodes[loop.inputs[0]].type.bound or 0
+    return loop.attrs.get("bound") or 0
 
 
 def _all(region: Region):

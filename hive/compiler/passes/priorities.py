@@ -106,7 +106,7 @@ def _count_node(node: Node, total: _Count) -> None:
         n = node.type.bound or 0
         total.add(sub["each"], n, n)
     elif op in ("best", "vote") and "by" in sub:
-        n = (node.attrs.get("num_candidates") or 0) or 0
+        n = node.attrs.get("num_candidates") or 0
         total.add(sub["by"], n, n)
     elif op in ("beam", "tree"):
         depth = a.get("depth") or 0
@@ -208,6 +208,7 @@ class _Timing:
 
 MAX_UNROLL = 64  # loop iterations laid out in the next-use schedule
 MAX_SCHEDULED_NODES = 200_000  # past this, nested loops are laid out once, not per iteration
+MAX_FAN_PASSES = 64  # whole-graph passes for loop-carried data sources (a fixed point)
 MAX_STAGES = 256  # stages kept per agent: enough to order next uses, small in the plan
 
 
@@ -271,7 +272,6 @@ def _agents_in(node: Node) -> set[str]:
 
 
 def compute_priorities(graph: Graph, spec: Spec, agents: dict[str, AgentInfo]) -> Priorities:
-    _annotate_bounds(graph)
     counts = _count_region(graph.body)
 
     # Critical path and stages over the top-level flow.
@@ -347,19 +347,6 @@ def compute_priorities(graph: Graph, spec: Spec, agents: dict[str, AgentInfo]) -
     )
 
 
-def _annotate_bounds(graph: Graph) -> None:
-    """Record list bounds that counting needs on the nodes that iterate (from resolved types)."""
-    values = {n.id: n for n in graph.nodes()}
-    for node in graph.nodes():
-        if node.op == "for":
-            node.attrs["bound"] = (
-                values[node.inputs[0]].type.bound if node.inputs[0] in values else None
-            )
-        elif node.op in ("best", "vote") and node.region("by") is not None and node.inputs:
-            source = values.get(node.inputs[0])
-            node.attrs["num_candidates"] = source.type.bound if source else None
-
-
 def _union(sets) -> frozenset[str]:
     result: frozenset[str] = frozenset()
     for item in sets:
@@ -396,23 +383,22 @@ def _fan(graph: Graph, spec: Spec) -> tuple[dict[str, set[str]], dict[str, set[s
     def visit_region(node: Node, sub: Region, incoming: frozenset[str]) -> None:
         """What flows into a region's parameters: `_` is the combinator's candidate."""
         if node.op in ("for", "repeat", "while"):
-            # Each loop-carried value: its initial input, then what the body yields for it.
+            # Each loop-carried value: its initial input, plus what the body yielded for
+            # it in the previous whole-graph pass (one visit per region per pass keeps
+            # nested loops linear; the outer fixed point adds what later iterations see).
             num_carried = len(node.attrs["carried"])
             initial = node.inputs[len(node.inputs) - num_carried :]
-            carried = [sources.get(v, frozenset()) for v in initial]
-            body = node.region("body")
-            for _ in range(3):
-                leading = (
-                    [sources.get(node.inputs[0], frozenset())]
-                    if sub.params[:1] and len(sub.params) > num_carried
-                    else []
-                )
-                visit(sub, leading + carried)
-                if sub is body:
-                    carried = [
-                        c | sources.get(v, frozenset())
-                        for c, v in zip(carried, body.yields, strict=True)
-                    ]
+            carried = [
+                sources.get(v, frozenset()) | fed_back.get((node.id, i), frozenset())
+                for i, v in enumerate(initial)
+            ]
+            leading = (
+                [sources.get(node.inputs[0], frozenset())] if len(sub.params) > num_carried else []
+            )
+            visit(sub, leading + carried)
+            if sub.name == "body":
+                for i, v in enumerate(sub.yields):
+                    fed_back[(node.id, i)] = carried[i] | sources.get(v, frozenset())
             return
         if node.op == "resample":
             candidate = frozenset({node.agent})
@@ -429,7 +415,13 @@ def _fan(graph: Graph, spec: Spec) -> tuple[dict[str, set[str]], dict[str, set[s
             params[1] = frozenset(_agents_in_region(node.region("critique")))
         visit(sub, params)
 
-    visit(graph.body, [])
+    fed_back: dict[tuple[int, int], frozenset[str]] = {}
+    for _ in range(MAX_FAN_PASSES):
+        before = dict(fed_back)
+        fan_in.clear()
+        visit(graph.body, [])
+        if fed_back == before:
+            break
     fan_out: dict[str, set[str]] = {name: set(agent.calls) for name, agent in spec.agents.items()}
     for consumer, producers in fan_in.items():
         for producer in producers:

@@ -248,7 +248,7 @@ class _Resolver:
     def op_builtin(self, node: Node) -> Type:
         name = node.attrs["name"]
         args = [self.t(v) for v in node.inputs]
-        self.no_kwargs(node, allowed={"sep"} if name == "concat" else set())
+        self.no_kwargs(node)
         expected = {"len": 1, "str": 1, "int": 1, "float": 1, "lower": 1, "strip": 1, "concat": 1}[
             name
         ]
@@ -268,13 +268,15 @@ class _Resolver:
             name
         ]
 
-    def no_kwargs(self, node: Node, allowed: set[str]) -> None:
+    def no_kwargs(self, node: Node) -> None:
+        """Report keyword arguments that lowering could not take (see lower.LITERAL_ARGS)."""
+        what = node.attrs.get("name", node.op)
         for key in node.attrs.get("bad_kwargs", []):
-            self.error(node, f"argument '{key}' must be a literal")
-        known = {"name", "bad_kwargs", "by_field", "num_positional"} | allowed
-        for key in node.attrs:
-            if key not in known and key not in _INT_ARGS.get(node.op, {}):
-                self.error(node, f"{node.attrs.get('name', node.op)}() has no argument '{key}'")
+            self.error(node, f"argument '{key}' of {what}() must be a literal")
+        for key in node.attrs.get("unknown_kwargs", []):
+            self.error(node, f"{what}() has no argument '{key}'")
+        for key in node.attrs.get("duplicate_kwargs", []):
+            self.error(node, f"argument '{key}' of {what}() is given twice")
 
     # -- agent calls ------------------------------------------------------------
 
@@ -358,7 +360,7 @@ class _Resolver:
         )
 
     def op_join(self, node: Node) -> Type:
-        self.no_kwargs(node, set())
+        self.no_kwargs(node)
         args = [self.t(v) for v in node.inputs]
         if not args:
             self.error(node, "join() needs at least one spawned call")
@@ -401,6 +403,20 @@ class _Resolver:
             return list_of(ANY)
         return arg
 
+    def require_bound(self, node: Node, what: str) -> int | None:
+        """The most elements the iterated list can have; an error when it is unknown.
+
+        Recorded on the node (`bound` / `num_candidates`) for the passes that count calls.
+        """
+        items = self.t(node.inputs[0]) if node.inputs else ANY
+        if items.kind == "any":
+            hint = "declare the input as list[...] with max_items"
+            self.error(node, f"{what} over a value of unknown type is unbounded", hint)
+        elif items.kind == "list" and items.bound is None:
+            hint = "declare max_items on the input list"
+            self.error(node, f"{what} over a list of unknown length is unbounded", hint)
+        return items.bound if items.kind == "list" else None
+
     def by(self, node: Node, element: Type, numeric: bool) -> None:
         lam = node.region("by")
         if "by_field" in node.attrs:
@@ -430,21 +446,25 @@ class _Resolver:
             self.error(node, f"{node.op}() needs by=<field> or by=<expression over _>")
 
     def op_vote(self, node: Node) -> Type:
-        self.no_kwargs(node, set())
+        self.no_kwargs(node)
         items = self.list_arg(node, "vote")
+        if node.region("by") is not None:  # a scorer runs once per candidate
+            node.attrs["num_candidates"] = self.require_bound(node, "vote by an expression")
         element = items.item or ANY
         self.by(node, element, numeric=False)
         return element.with_fields(("votes", INTEGER)) if element.kind == "record" else ANY
 
     def op_best(self, node: Node) -> Type:
-        self.no_kwargs(node, {"lowest"})
+        self.no_kwargs(node)
         items = self.list_arg(node, "best")
+        if node.region("by") is not None:  # a scorer runs once per candidate
+            node.attrs["num_candidates"] = self.require_bound(node, "best by an expression")
         element = items.item or ANY
         self.by(node, element, numeric=True)
         return element.with_fields(("score", NUMBER)) if element.kind == "record" else ANY
 
     def op_map(self, node: Node) -> Type:
-        self.no_kwargs(node, set())
+        self.no_kwargs(node)
         lam = node.region("each")
         if lam is None:
             self.error(
@@ -453,12 +473,8 @@ class _Resolver:
             )
             return list_of(ANY)
         items = self.list_arg(node, "map")
-        if items.kind == "list" and items.bound is None and self.t(node.inputs[0]).kind != "any":
-            self.error(
-                node,
-                "map over a list of unknown length is unbounded",
-                "declare max_items on the input list",
-            )
+        if len(node.inputs) == 1:
+            self.require_bound(node, "map")
         (result,) = self.region(lam, [items.item or ANY])
         return list_of(result, items.bound)
 
@@ -479,7 +495,7 @@ class _Resolver:
                 )
 
     def search(self, node: Node) -> Type:
-        self.no_kwargs(node, set())
+        self.no_kwargs(node)
         self.int_args(node)
         if node.inputs:
             self.error(node, f"{node.op}() takes only keyword arguments: expand=, score=, ...")
@@ -505,7 +521,7 @@ class _Resolver:
     op_tree = search
 
     def op_refine(self, node: Node) -> Type:
-        self.no_kwargs(node, set())
+        self.no_kwargs(node)
         self.int_args(node)
         draft = node.region("draft")
         if draft is None or node.attrs.get("num_positional", 0) != 1:
@@ -562,12 +578,8 @@ class _Resolver:
         items = self.t(node.inputs[0])
         if items.kind not in ("list", "any"):
             self.error(node, f"for needs a list, not {items}")
-        elif items.kind == "list" and items.bound is None:
-            self.error(
-                node,
-                "for over a list of unknown length is unbounded",
-                "declare max_items on the input list",
-            )
+        else:
+            node.attrs["bound"] = self.require_bound(node, "for")
         return self.loop_body(node, [items.item or ANY if items.kind == "list" else ANY])
 
     def op_repeat(self, node: Node) -> Type:
