@@ -261,3 +261,17 @@ repeat 64:
 return x
 """)
         )
+
+
+def test_cache_marks_need_one_context(plan):
+    p = plan("""
+r = a(q)
+same_call_listed = vote([r, r, r], by=text)
+swapped = vote([c(x=q), c(x=r.text)], by=text)
+repeat 2:
+    inner = resample b(q) until a(q=_.text).word == "ok" max 3
+return 1
+""")
+    # One call listed three times is not three samples; calls with different arguments
+    # are different contexts; a call over the loop's resample candidate `_` changes.
+    assert cache_scopes(p) == [("b", "resample", 3)]

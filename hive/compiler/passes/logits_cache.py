@@ -26,7 +26,7 @@ def _key(node: Node, spec: Spec) -> list[str]:
     sampling = f"temperature={s.temperature},top_p={s.top_p},top_k={s.top_k},min_p={s.min_p}"
     if (s.repetition_penalty, s.frequency_penalty, s.presence_penalty) != (1.0, 0.0, 0.0):
         sampling += f",penalties={s.repetition_penalty}/{s.frequency_penalty}/{s.presence_penalty}"
-    args = ",".join(node.attrs["arg_names"])
+    args = ",".join(sorted(node.attrs["arg_names"]))  # keyword order does not change the prompt
     return [
         f"model={agent.model or spec.model}",
         f"prompt={node.agent}({args})",
@@ -79,10 +79,17 @@ def _mark_candidates(source: Node | None, nodes: dict[int, Node], mark) -> None:
     calls = [nodes.get(i) for i in source.inputs]
     if not calls or any(c is None or c.op not in ("call", "spawn") for c in calls):
         return
+    if len({c.id for c in calls}) < len(calls):  # `[r, r, r]`: one call, listed three times
+        return
     first = calls[0]
-    if all(c.agent == first.agent and c.inputs == first.inputs for c in calls):
+    if all(c.agent == first.agent and _bound_args(c) == _bound_args(first) for c in calls):
         for call in calls:
             mark(call, "candidates", len(calls))
+
+
+def _bound_args(call: Node) -> list[tuple[str, int]]:
+    """What the prompt is rendered from: each parameter and the value bound to it."""
+    return sorted(zip(call.attrs["arg_names"], call.inputs, strict=True))
 
 
 def _invariant_loop_bound(node: Node, parents: tuple[Node, ...], nodes: dict[int, Node]) -> int:
@@ -91,8 +98,11 @@ def _invariant_loop_bound(node: Node, parents: tuple[Node, ...], nodes: dict[int
     loop = next((p for p in reversed(parents) if p.op in ("for", "repeat", "while")), None)
     if loop is None:
         return 0
-    inside = {n.id for region in loop.regions for n in _all(region)}
-    inside |= {p for region in loop.regions for p in region.params}
+    inside: set[int] = set()  # every value defined in the loop, nested lambdas' `_` included
+    for region in loop.regions:
+        for sub in _regions(region):
+            inside.update(sub.params)
+            inside.update(n.id for n in sub.nodes)
     if any(v in inside for v in node.inputs):
         return 0
     if loop.op == "repeat":
@@ -102,8 +112,9 @@ def _invariant_loop_bound(node: Node, parents: tuple[Node, ...], nodes: dict[int
     return loop.attrs.get("bound") or 0
 
 
-def _all(region: Region):
+def _regions(region: Region):
+    """`region` and every region nested in it."""
+    yield region
     for node in region.nodes:
-        yield node
         for sub in node.regions:
-            yield from _all(sub)
+            yield from _regions(sub)
