@@ -126,8 +126,15 @@ class _BlockMap:
         header_end = text.find("\n", scalar.start)
         body_start = header_end + 1 if header_end >= 0 else len(text)
         raw_lines = text[body_start : scalar.end].split("\n")
-        first = next((line for line in raw_lines if line.strip()), "")
-        self.indent = len(first) - len(first.lstrip(" "))
+        header = text[scalar.start : header_end if header_end >= 0 else len(text)]
+        indicator = re.search(r"[1-9]", header.split("#")[0])  # `|2`: indentation given
+        if indicator:
+            parent = text.rfind("\n", 0, scalar.start) + 1
+            parent_indent = len(text[parent:]) - len(text[parent:].lstrip(" "))
+            self.indent = parent_indent + int(indicator.group())
+        else:
+            first = next((line for line in raw_lines if line.strip()), "")
+            self.indent = len(first) - len(first.lstrip(" "))
         self.decoded_starts: list[int] = []
         self.file_starts: list[int] = []
         decoded, file_pos = 0, body_start
@@ -233,7 +240,8 @@ class _Builder:
                     )
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise _Unsupported(key_node, "mapping keys must be plain strings")
-                key = str(self.constructor.construct_object(key_node))
+                # The key's own text: YAML 1.1 would read `no:` / `on:` as booleans.
+                key = str(key_node.value)
                 child = (*path, key)
                 if key in result:
                     line, col = key_node.start_mark.line, key_node.start_mark.column

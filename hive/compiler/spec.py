@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 TYPE_PATTERN = (
@@ -45,6 +53,20 @@ def _check_regex(value: str) -> str:
 Regex = Annotated[str, AfterValidator(_check_regex)]
 
 
+def _is_of_type(value: Any, type_name: str) -> bool:
+    """Whether a JSON value fits a spec type name (`string`, `list[integer]`, ...)."""
+    if type_name.startswith("list["):
+        return isinstance(value, list) and all(_is_of_type(v, type_name[5:-1]) for v in value)
+    checks = {
+        "string": lambda v: isinstance(v, str),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "any": lambda v: True,
+    }
+    return checks[type_name](value)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", use_attribute_docstrings=True, frozen=True, allow_inf_nan=False
@@ -61,8 +83,14 @@ class InputSpec(_Model):
     max_items: Annotated[int, Field(ge=1, le=100_000)] | None = None
     """For list inputs: the largest number of items. `map` and `for` over the list need it
     so that the compiler can bound how many calls the flow makes."""
-    default: Any = None
-    """Value used when the input is not given."""
+    default: JsonValue = None
+    """Value used when the input is not given (of the input's type)."""
+
+    @model_validator(mode="after")
+    def _default_has_the_type(self) -> InputSpec:
+        if self.default is not None and not _is_of_type(self.default, self.type):
+            raise ValueError(f"default {self.default!r} is not of type {self.type}")
+        return self
 
 
 class Sampling(_Model):
@@ -97,8 +125,22 @@ class RegexExtract(_Model):
     """A Python regular expression; the field is its first group (or the whole match)."""
     type: TypeName = "string"
     """The field's type; the matched text is converted to it."""
-    group: Annotated[int, Field(ge=0)] = 1
-    """Which capture group holds the value (0 is the whole match)."""
+    group: Annotated[int, Field(ge=0)] | None = None
+    """Which capture group holds the value (0 is the whole match); by default the first
+    group, or the whole match when the regex has no group."""
+
+    @model_validator(mode="after")
+    def _group_exists(self) -> RegexExtract:
+        groups = re.compile(self.regex).groups
+        if self.group is not None and self.group > groups:
+            raise ValueError(f"group {self.group} does not exist: the regex has {groups} group(s)")
+        return self
+
+    def group_index(self) -> int:
+        """The capture group that holds the value."""
+        if self.group is not None:
+            return self.group
+        return 1 if re.compile(self.regex).groups else 0
 
 
 class JsonExtract(_Model):
@@ -151,9 +193,10 @@ class Agent(_Model):
     """Agents this agent may delegate to (they must exist; delegation cycles are errors)."""
 
     def extractors(self) -> dict[str, RegexExtract | JsonExtract]:
-        # model_construct: the shorthand was already validated by _regex_shorthand_compiles.
+        # model_construct: the shorthand was already validated (a Regex); its group is the
+        # first one, or the whole match when it has none.
         return {
-            name: RegexExtract.model_construct(regex=e, type="string", group=1)
+            name: RegexExtract.model_construct(regex=e, type="string", group=None)
             if isinstance(e, str)
             else e
             for name, e in self.extract.items()

@@ -488,3 +488,45 @@ def test_unused_agent_is_a_warning(tmp_path):
     assert (w.span.line, w.span.col) == (6, 3)
     assert "agent 'helper' is never called" in w.message
     assert w.format().startswith(f"{path}:6:3: warning: ")
+
+
+REVIEW_SPEC = """\
+hive: 1
+name: t
+inputs:
+  on: string
+  q: {type: string, default: DEFAULT}
+agents:
+  no: {prompt: "{{ on }}", extract: {a: {regex: '(\\\\d+)', group: GROUP}}}
+flow: |2
+      # a comment indented more than the flow
+  x = no(on)
+  return zz
+"""
+
+
+def review_spec(default: str = '"x"', group: str = "1") -> str:
+    return REVIEW_SPEC.replace("DEFAULT", default).replace("GROUP", group)
+
+
+def test_input_default_must_have_the_input_type(tmp_path):
+    d = first_error(tmp_path, review_spec(default="5"))
+    assert (d.span.line, d.span.col) == (5, 6)
+    assert "default 5 is not of type string" in d.message
+
+
+def test_input_default_must_be_json(tmp_path):
+    d = first_error(tmp_path, review_spec(default="2024-01-01"))
+    assert d.span.line == 5
+
+
+def test_extract_group_must_exist(tmp_path):
+    d = first_error(tmp_path, review_spec(group="5"))
+    assert "group 5 does not exist: the regex has 1 group(s)" in d.message
+
+
+def test_yaml_11_boolean_words_are_plain_keys_and_indent_indicator_maps_positions(tmp_path):
+    # `on` and `no` stay names (not booleans); `|2` sets the block's indentation.
+    d = first_error(tmp_path, review_spec())
+    assert "undefined variable 'zz'" in d.message
+    assert (d.span.line, d.span.col) == (11, 10)
