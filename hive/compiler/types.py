@@ -100,6 +100,10 @@ def unify(a: Type, b: Type) -> Type:
         return NUMBER
     if a.kind == b.kind == "list":
         bound = None if a.bound is None or b.bound is None else max(a.bound, b.bound)
+        if a.bound == 0:  # `[]` holds nothing: its item type says nothing
+            return list_of(b.item or ANY, bound)
+        if b.bound == 0:
+            return list_of(a.item or ANY, bound)
         return list_of(unify(a.item or ANY, b.item or ANY), bound)
     if a.kind == b.kind == "record":
         common = [(k, unify(v, b.field(k))) for k, v in a.fields if b.field(k) is not None]

@@ -275,3 +275,61 @@ return 1
     # One call listed three times is not three samples; calls with different arguments
     # are different contexts; a call over the loop's resample candidate `_` changes.
     assert cache_scopes(p) == [("b", "resample", 3)]
+
+
+def test_lists_grown_in_a_loop_get_the_bound_of_the_last_iteration(plan):
+    p = plan("""
+acc = []
+repeat 3:
+    acc = acc + [a(q)]
+for r in acc:
+    c(x=r.text)
+return len(acc)
+""")
+    loop = next(n for n in p.graph.body.nodes if n.op == "repeat")
+    assert str(loop.type) == "{acc: list[{text: string, n: number, word: string}]<=3}"
+    assert p.priorities.agents["c"].max_calls == 3
+
+
+def test_list_growing_faster_than_linearly_is_unbounded(compile_text):
+    from hive.compiler import SpecError
+
+    with pytest.raises(SpecError, match="for over a list of unknown length is unbounded"):
+        compile_text(
+            flow("""
+xs = [1]
+repeat 3:
+    xs = xs + xs
+for v in xs:
+    a(q)
+return 1
+""")
+        )
+
+
+def test_loop_body_is_typed_with_what_later_iterations_see(compile_text):
+    from hive.compiler import SpecError
+
+    # On the second iteration `r` is b's result, which has no field `n`.
+    with pytest.raises(SpecError, match="has no field 'n'"):
+        compile_text(
+            flow("""
+r = a(q)
+repeat 2:
+    s = c(x=str(r.n))
+    r = b(q)
+return s
+""")
+        )
+
+
+def test_refine_rounds_are_typed_with_revised_drafts(compile_text):
+    from hive.compiler import SpecError
+
+    with pytest.raises(SpecError, match="has no field 'n'"):
+        compile_text(
+            flow("""
+d = refine(a(q), critique=c(x=str(_.n)), revise=b(q=_critique.text), rounds=2)
+return d
+""")
+        )

@@ -8,6 +8,8 @@ the node's position; the pass never stops at the first one.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from hive.compiler.agents import AgentInfo
 from hive.compiler.errors import Diagnostic, did_you_mean
 from hive.compiler.ir import Graph, Node, Region
@@ -31,7 +33,9 @@ from hive.compiler.types import (
     unify,
 )
 
-MAX_SAMPLES = 4096  # per combinator; keeps every flow's call count bounded and sane
+MAX_SAMPLES = 4096
+MAX_TYPE_PASSES = 4  # trial passes over a loop body before its carried types are final
+MAX_EXTRA_TYPED_NODES = 500_000  # bound on all trial passes of one flow  # per combinator; keeps every flow's call count bounded and sane
 SEARCH_STATE = record(("text", STRING), ("steps", list_of(STRING)), ("score", NUMBER))
 _INT_ARGS = {
     "beam": {"width": True, "depth": True, "branch": False},
@@ -56,6 +60,18 @@ class _Resolver:
         self.unresolved: set[int] = set()  # values already reported as undefined
         self.diagnostics: list[Diagnostic] = []
         self.inputs = spec.input_specs()
+        # Extra passes over loop bodies (to find the types later iterations see) are
+        # bounded in total, so nested loops cannot multiply them without limit.
+        self.extra_pass_budget = MAX_EXTRA_TYPED_NODES
+
+    @contextmanager
+    def muted(self):
+        """Type without reporting: a trial pass whose errors the final pass reports."""
+        kept, self.diagnostics = self.diagnostics, []
+        try:
+            yield
+        finally:
+            self.diagnostics = kept
 
     def error(self, node: Node, message: str, hint: str | None = None) -> None:
         assert node.span is not None
@@ -69,6 +85,7 @@ class _Resolver:
     def region(self, region: Region, param_types: list[Type]) -> list[Type]:
         for pid, ptype in zip(region.params, param_types, strict=True):
             self.types[pid] = ptype
+        self.extra_pass_budget -= len(region.nodes)
         for node in region.nodes:
             node.type = self.node(node)
             self.types[node.id] = node.type
@@ -221,7 +238,7 @@ class _Resolver:
                 bound = (
                     None if left.bound is None or right.bound is None else left.bound + right.bound
                 )
-                return list_of(unify(left.item or ANY, right.item or ANY), bound)
+                return list_of(unify(left, right).item or ANY, bound)  # `[] + xs`: xs's items
             return STRING
         if is_numeric(left) and is_numeric(right):
             if op == "/" or NUMBER in (left, right):
@@ -532,21 +549,32 @@ class _Resolver:
             return ANY
         (draft_type,) = self.region(draft, [])
         self.require_call(node, draft, "the draft")
+        if node.region("revise") is not None and self.extra_pass_budget > 0:
+            # From round 2 on, `_` is a revised draft: type the rounds with both kinds.
+            with self.muted():
+                revised = self.refine_rounds(node, draft_type)
+            draft_type = unify(draft_type, revised)  # a different reviser keeps the common fields
+        revised = self.refine_rounds(node, draft_type, report=True)
+        draft_type = unify(draft_type, revised)
+        return draft_type.with_fields(("rounds", INTEGER)) if draft_type.kind == "record" else ANY
+
+    def refine_rounds(self, node: Node, draft_type: Type, report: bool = False) -> Type:
+        """Type one critique/revise/stop round over `draft_type`; return the revised type."""
         critique_type: Type = ANY
         if (critique := node.region("critique")) is not None:
             (critique_type,) = self.region(critique, [draft_type])
             self.require_call(node, critique, "critique")
-        else:
+        elif report:
             self.error(node, "refine() needs critique=<call over _>")
+        revised = draft_type
         if (revise := node.region("revise")) is not None:
             (revised,) = self.region(revise, [draft_type, critique_type])
             self.require_call(node, revise, "revise")
-            draft_type = unify(draft_type, revised)  # a different reviser keeps the common fields
-        else:
+        elif report:
             self.error(node, "refine() needs revise=<call over _ and _critique>")
         if (stop := node.region("stop")) is not None:
-            self.region(stop, [draft_type, critique_type])
-        return draft_type.with_fields(("rounds", INTEGER)) if draft_type.kind == "record" else ANY
+            self.region(stop, [unify(draft_type, revised), critique_type])
+        return revised
 
     # -- control flow -----------------------------------------------------------
 
@@ -564,15 +592,61 @@ class _Resolver:
         return self.carried(node, [self.region(r, []) for r in node.regions])
 
     def loop_body(self, node: Node, first: list[Type]) -> Type:
-        carried_in = [
-            self.t(v) for v in node.inputs[len(node.inputs) - len(node.attrs["carried"]) :]
-        ]
-        results = []
+        """Type the loop's regions with the carried types every iteration can see.
+
+        Trial passes feed each carried value's type at the end of the body back into
+        its start until nothing changes; a list that grows by the same number of
+        items per iteration gets the bound it reaches after the last iteration (any
+        other growth makes it unbounded). The final pass reports errors.
+        """
+        num_carried = len(node.attrs["carried"])
+        initial = [self.t(v) for v in node.inputs[len(node.inputs) - num_carried :]]
+        iterations = _iterations(node)
+        state = initial
+        growth: dict[int, int] = {}  # carried index -> items added per iteration
+        for _ in range(MAX_TYPE_PASSES):
+            if self.extra_pass_budget <= 0:
+                break
+            with self.muted():
+                out = self.loop_regions(node, first, state)
+            merged = []
+            for i, (before, after) in enumerate(zip(state, out, strict=True)):
+                merged.append(self.widen(i, initial[i], before, after, iterations, growth))
+            if merged == state:
+                break
+            state = merged
+        out = self.loop_regions(node, first, state)
+        for i in growth:  # an extrapolated bound already counts the last iteration
+            if state[i].kind == "list" and state[i].bound is not None:
+                out[i] = state[i]
+        return self.carried(node, [state, out])
+
+    def loop_regions(self, node: Node, first: list[Type], carried_in: list[Type]) -> list[Type]:
+        results: list[Type] = []
         for region in node.regions:
             extra = first if region.name == "body" else []
-            results.append(self.region(region, extra + carried_in))
-        body = results[-1]
-        return self.carried(node, [carried_in, body])
+            results = self.region(region, extra + carried_in)
+        return results  # the body's yields (the body is the last region)
+
+    @staticmethod
+    def widen(
+        i: int, initial: Type, before: Type, after: Type, iterations: int, growth: dict[int, int]
+    ) -> Type:
+        merged = unify(before, after)
+        if not (before.kind == after.kind == "list") or before.bound is None:
+            return merged
+        if after.bound is None:
+            return merged
+        step = after.bound - before.bound
+        if step <= 0:
+            return merged
+        if i not in growth:
+            growth[i] = step
+            bound = (initial.bound or 0) + iterations * step
+            return list_of(merged.item or ANY, bound)
+        if step == growth[i] and before.bound == (initial.bound or 0) + iterations * step:
+            return before  # the extrapolated bound is consistent: a fixed point
+        return list_of(merged.item or ANY, None)  # growth that is not linear
 
     def op_for(self, node: Node) -> Type:
         items = self.t(node.inputs[0])
@@ -594,6 +668,15 @@ class _Resolver:
 
     def op_param(self, node: Node) -> Type:  # pragma: no cover - params are not nodes in regions
         return ANY
+
+
+def _iterations(node: Node) -> int:
+    match node.op:
+        case "for":
+            return node.attrs.get("bound") or 0
+        case "repeat":
+            return node.attrs["count"]
+    return node.attrs["max_iterations"]
 
 
 def _params(info: AgentInfo) -> str:
