@@ -210,9 +210,8 @@ class _Lowerer:
         for kw in call.kwargs:
             names.append(kw.name)
             inputs.append(self.expr(kw.value, region, env))
-        span_pos = call.pos if op == "call" else pos
         return self.new(
-            region, op, span_pos, inputs, regions,
+            region, op, pos, inputs, regions,
             agent=call.name, arg_names=names, num_positional=len(call.args), **attrs,
         )  # fmt: skip
 

@@ -310,7 +310,7 @@ def parse_flow(text: str, locate: Locate, source_line: Callable[[int], str | Non
         return SpecError([Diagnostic("error", message, span, hint, source_line(span.line))])
 
     if len(text) > MAX_FLOW_CHARS:
-        return _raise(fail(0, f"flow is longer than {MAX_FLOW_CHARS} characters"))
+        raise fail(0, f"flow is longer than {MAX_FLOW_CHARS} characters")
     source = text if text.endswith("\n") else text + "\n"
     try:
         return _parser().parse(source)
@@ -333,10 +333,6 @@ def parse_flow(text: str, locate: Locate, source_line: Callable[[int], str | Non
         raise fail(exc.pos, exc.message) from None
     except RecursionError:
         raise fail(0, "flow nests too deeply") from None
-
-
-def _raise(error: SpecError):
-    raise error
 
 
 def _token_error(exc: UnexpectedToken, source: str, fail, locate: Locate) -> SpecError:

@@ -229,18 +229,19 @@ def _schedule(
             (finish.get(v, 0) - offset for v in node.inputs if v in finish), default=0
         )
         finish[node.id] = start + timing.node(node)
-        if node.op in CALL_OPS:
-            stages.setdefault(node.agent, set()).add(start)
         iterations = min(_iterations(node), MAX_UNROLL) if budget[0] > 0 else 1
         step = start
         for _ in range(iterations):
+            if node.op in CALL_OPS:  # a resample calls its agent again every attempt
+                stages.setdefault(node.agent, set()).add(step)
+                step += 1
             # An if's branches are alternatives; other regions run one after another
             # (a loop's condition then body, a search's expand then score).
             for sub in node.regions:
                 _schedule(sub, step, stages, timing, budget)
                 if node.op != "if":
                     step += timing.region(sub)
-            if node.op == "if" or not node.regions:
+            if node.op == "if":
                 step += max((timing.region(r) for r in node.regions), default=0)
             step = max(step, start + 1)
 

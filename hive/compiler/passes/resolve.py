@@ -41,14 +41,8 @@ _INT_ARGS = {
     "beam": {"width": True, "depth": True, "branch": False},
     "tree": {"breadth": True, "depth": True, "keep": False},
     "refine": {"rounds": True},
-    "best": {},
-    "vote": {},
 }
-_LAMBDAS = {
-    "beam": ("expand", "score"),
-    "tree": ("expand", "score"),
-    "refine": ("critique", "revise"),
-}
+_LAMBDAS = {"beam": ("expand", "score"), "tree": ("expand", "score")}
 
 
 class _Resolver:
@@ -665,9 +659,6 @@ class _Resolver:
         if not 1 <= node.attrs["max_iterations"] <= MAX_SAMPLES:
             self.error(node, f"while 'max' must be between 1 and {MAX_SAMPLES}")
         return self.loop_body(node, [])
-
-    def op_param(self, node: Node) -> Type:  # pragma: no cover - params are not nodes in regions
-        return ANY
 
 
 def _iterations(node: Node) -> int:
