@@ -30,6 +30,18 @@ OK = SamplingParams(temperature=0, max_tokens=4, ignore_eos=True)
         ({"temperature": -1}, "temperature"),
         ({"n": 0}, "n must be"),
         ({"min_p": 1.0}, "min_p"),
+        ({"max_tokens": 2.5}, "max_tokens must be an integer"),
+        ({"max_tokens": "5"}, "max_tokens must be an integer"),
+        ({"n": 2.5}, "n must be an integer"),
+        ({"top_k": 2.5}, "top_k must be an integer"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"frequency_penalty": float("nan")}, "frequency_penalty must be a finite number"),
+        ({"presence_penalty": float("inf")}, "presence_penalty must be a finite number"),
+        ({"temperature": "hot"}, "temperature must be a finite number"),
+        ({"stop": None}, "stop must be a list"),
+        ({"stop": [""]}, "stop strings must be non-empty"),
+        ({"stop_token_ids": None}, "stop_token_ids must be a list"),
+        ({"stop_token_ids": [-1]}, "stop_token_ids must be token ids"),
     ],
 )
 def test_bad_sampling_params(kwargs, message):

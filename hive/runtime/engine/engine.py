@@ -33,6 +33,7 @@ from hive.runtime.engine.scheduler import Scheduler
 from hive.runtime.engine.serving import AsyncServing
 from hive.runtime.engine.stats import EngineStats
 
+STOP_WINDOW_SLACK = 8  # extra tokens decoded when looking for stop strings
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -211,10 +212,16 @@ class Engine(AsyncServing):
         if token in params.stop_token_ids or (not params.ignore_eos and token in self.eos_ids):
             req.finish_reason = "stop"
         elif params.stop and self.tokenizer is not None:
-            text = decode(self.tokenizer, req.output_ids)
-            hit = find_stop(text, params.stop, 0)
-            if hit is not None:
-                req.finish_reason, req.stop_text_len = "stop", hit
+            # Look in the last few tokens only (a stop string of L characters spans at
+            # most L tokens); decode the whole output just once, when one is there.
+            window = max(len(stop) for stop in params.stop) + STOP_WINDOW_SLACK
+            if (
+                find_stop(decode(self.tokenizer, req.output_ids[-window:]), params.stop, 0)
+                is not None
+            ):
+                hit = find_stop(decode(self.tokenizer, req.output_ids), params.stop, 0)
+                if hit is not None:
+                    req.finish_reason, req.stop_text_len = "stop", hit
         if req.finish_reason is None and (
             len(req.output_ids) >= params.max_tokens or req.num_tokens >= self.max_context
         ):
@@ -257,10 +264,18 @@ class Engine(AsyncServing):
                 slots.append(self.add_request(prompt, params, prompt_index=index))
             except EngineError as exc:
                 slots.append(_error_completion(str(exc), index, params.n))
-        pending = {r.rid for s in slots if isinstance(s, list) for r in s}
-        while pending:
-            for req in self.step():
-                pending.discard(req.rid)
+        queued = [r for s in slots if isinstance(s, list) for r in s]
+        pending = {r.rid for r in queued}
+        try:
+            while pending:
+                for req in self.step():
+                    pending.discard(req.rid)
+        except BaseException:
+            # Never leave this call's requests in the scheduler: the engine must keep
+            # serving later calls whatever went wrong in this one.
+            for req in queued:
+                self.scheduler.abort(req)
+            raise
         out: list[Completion] = []
         for slot in slots:
             if isinstance(slot, list):

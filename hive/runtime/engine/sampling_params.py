@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from hive.runtime.engine.errors import InvalidRequestError
@@ -31,11 +32,34 @@ class SamplingParams:
     logprobs: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.stop, str):
-            object.__setattr__(self, "stop", (self.stop,))
-        else:
-            object.__setattr__(self, "stop", tuple(self.stop))
-        object.__setattr__(self, "stop_token_ids", tuple(self.stop_token_ids))
+        stop = (self.stop,) if isinstance(self.stop, str) else _tuple(self.stop, "stop")
+        _check(
+            all(isinstance(x, str) and x for x in stop), "stop strings must be non-empty strings"
+        )
+        object.__setattr__(self, "stop", stop)
+        stop_ids = _tuple(self.stop_token_ids, "stop_token_ids")
+        _check(all(_is_int(x) and x >= 0 for x in stop_ids), "stop_token_ids must be token ids")
+        object.__setattr__(self, "stop_token_ids", stop_ids)
+        for name in ("max_tokens", "top_k", "n"):
+            _check(
+                _is_int(getattr(self, name)),
+                f"{name} must be an integer, got {getattr(self, name)!r}",
+            )
+        for name in (
+            "temperature",
+            "top_p",
+            "min_p",
+            "repetition_penalty",
+            "frequency_penalty",
+            "presence_penalty",
+        ):
+            value = getattr(self, name)
+            ok = (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
+            _check(ok, f"{name} must be a finite number, got {value!r}")
         _check(self.max_tokens >= 1, f"max_tokens must be >= 1, got {self.max_tokens}")
         _check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
         _check(self.top_k >= 0, f"top_k must be >= 0 (0 disables it), got {self.top_k}")
@@ -46,8 +70,10 @@ class SamplingParams:
             f"repetition_penalty must be > 0, got {self.repetition_penalty}",
         )
         _check(self.n >= 1, f"n must be >= 1, got {self.n}")
-        _check(all(s for s in self.stop), "stop strings must be non-empty")
-        _check(self.seed is None or 0 <= self.seed < 2**63, "seed must be in [0, 2**63) or None")
+        _check(
+            self.seed is None or (_is_int(self.seed) and 0 <= self.seed < 2**63),
+            f"seed must be an integer in [0, 2**63) or None, got {self.seed!r}",
+        )
 
     @property
     def is_greedy(self) -> bool:
@@ -60,6 +86,17 @@ class SamplingParams:
             or self.frequency_penalty != 0.0
             or self.presence_penalty != 0.0
         )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _tuple(value: object, name: str) -> tuple:
+    try:
+        return tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidRequestError(f"{name} must be a list, got {value!r}") from None
 
 
 def _check(ok: bool, message: str) -> None:

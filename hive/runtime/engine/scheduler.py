@@ -122,6 +122,12 @@ class Scheduler:
         self.waiting.sort(key=lambda r: r.rid)
         self.stats.num_preemptions += 1
 
+    def abort(self, req: Request) -> None:
+        """Stop `req` wherever it is (its caller gave up); its pages go back as on finish."""
+        if req.status is not RequestStatus.FINISHED:
+            self.finish(req)
+            req.finish_reason = req.finish_reason or "abort"
+
     def finish(self, req: Request) -> None:
         if req in self.running:
             self.running.remove(req)
@@ -134,6 +140,7 @@ class Scheduler:
 
     def schedule(self) -> Schedule:
         budget = self.max_batch_tokens
+        preemptions_before = self.stats.num_preemptions
         items: list[ScheduledRequest] = []
         failed: list[Request] = []
         scheduled: set[int] = set()
@@ -142,8 +149,10 @@ class Scheduler:
             if req.status is not RequestStatus.RUNNING or req.num_pending != 1 or budget == 0:
                 continue
             while not self._reserve_upto(req, 1):
-                victim = self._pick_victim(scheduled | {req.rid})
-                if victim is None:
+                # The victim is the lowest-priority youngest request, `req` included:
+                # a low-priority request never takes pages from a higher one.
+                victim = self._pick_victim(scheduled)
+                if victim is None or victim is req:
                     break
                 self.preempt(victim)
             else:
@@ -166,7 +175,10 @@ class Scheduler:
             scheduled.add(req.rid)
             budget -= n
 
-        self._admit(items, scheduled, budget)
+        if self.stats.num_preemptions == preemptions_before:
+            # After a preemption the pool is short: admitting now would only take pages
+            # that the next decode step preempts again (thrashing).
+            self._admit(items, scheduled, budget)
 
         if not items and self.running:
             victim = self._pick_victim(set())
@@ -175,14 +187,19 @@ class Scheduler:
         return Schedule(items, num_decode, failed)
 
     def _admit(self, items: list[ScheduledRequest], scheduled: set[int], budget: int) -> None:
-        inflight = [r for r in self.running if r.num_pending > 1 or r.rid in scheduled]
+        ps = self.pool.page_size
+        # Requests still computing their prompt: a waiting request that shares more
+        # whole pages with one of them than the cache holds waits a step, so the
+        # shared pages are computed once (N samples of a prompt, a common system prompt).
+        inflight = [r for r in self.running if r.num_pending > 1]
         for req in list(self.waiting):
             if budget == 0 or len(self.running) >= self.max_running_requests:
                 break
             tokens = req.tokens
             match = self.cache.match_prefix(tokens[:-1], req.agent_id, req.priority)
             if any(
-                common_prefix_len(tokens, other.tokens) - match.num_tokens >= MIN_SHARED_TOKENS
+                common_prefix_len(tokens, other.tokens) // ps * ps - match.num_tokens
+                >= MIN_SHARED_TOKENS
                 for other in inflight
             ):
                 continue

@@ -53,7 +53,14 @@ class AsyncServing:
             futures.append(future)
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = loop.create_task(self._serve())
-        return list(await asyncio.gather(*futures))
+        try:
+            return list(await asyncio.gather(*futures))
+        except BaseException:
+            # Cancelled, timed out, or one sample failed: stop the others too, so
+            # nobody decodes for a caller that is gone.
+            for req in requests:
+                self.scheduler.abort(req)
+            raise
 
     def _resolver(self, future: asyncio.Future[Completion]) -> Any:
         def resolve(req: Request) -> None:

@@ -2,7 +2,7 @@
 
 Decode rows (one query each) run as one batched
 `scaled_dot_product_attention` over K/V gathered from the pages into a padded
-`(B, L, KVH, D)` block (strided views, no copy) with a length mask; the query
+`(B, L, KVH, D)` block (one `index_select` per layer) with a length mask; the query
 heads of one KV head fold into the query axis, so K/V are never repeated per
 head. Decode rows whose page tables share a long prefix (N samples of a
 prompt, a common system prompt) attend to it once as a group (cascade
