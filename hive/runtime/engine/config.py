@@ -35,6 +35,14 @@ class EngineConfig:
     eviction_policy: str = "lru"
 
     def __post_init__(self) -> None:
+        for name in ("page_size", "max_batch_tokens", "max_running_requests"):
+            _require_int(name, getattr(self, name))
+        for name in ("kv_cache_tokens", "kv_cache_bytes", "max_context"):
+            if getattr(self, name) is not None:
+                _require_int(name, getattr(self, name))
+        for name in ("device", "attention", "eviction_policy"):
+            if not isinstance(getattr(self, name), str):
+                raise EngineError(f"{name} must be a string, got {getattr(self, name)!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise EngineError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.page_size < 1:
@@ -52,3 +60,17 @@ class EngineConfig:
 
 
 DEFAULT_KV_TOKENS = 65536
+
+
+def _require_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise EngineError(f"{name} must be an integer, got {value!r}")
+
+
+def make_config(**options: object) -> EngineConfig:
+    """An EngineConfig from keyword options; an unknown option is an EngineError."""
+    try:
+        return EngineConfig(**options)  # type: ignore[arg-type]
+    except TypeError as exc:
+        known = ", ".join(EngineConfig.__dataclass_fields__)
+        raise EngineError(f"{exc}; engine options are: {known}") from None

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from hive.runtime.engine.attention import backend_class
-from hive.runtime.engine.config import DEFAULT_KV_TOKENS, EngineConfig
+from hive.runtime.engine.config import DEFAULT_KV_TOKENS, EngineConfig, make_config
 from hive.runtime.engine.errors import EngineError, InvalidRequestError, KVCacheTooSmallError
 from hive.runtime.engine.eviction import make_eviction_policy
 from hive.runtime.engine.forward_batch import build_forward_batch
@@ -94,14 +94,14 @@ class Engine(AsyncServing):
     @classmethod
     def from_pretrained(cls, model: str | None = None, **options: Any) -> Engine:
         """Load `model` (None / "smollm2-135m", a directory, a .gguf file, a cached HF id)."""
-        config = EngineConfig(model=model, **options)
+        config = make_config(model=model, **options)
         hf_model, tokenizer = load_hf_model(resolve_model(model))
         return cls(hf_model, tokenizer, config)
 
     @classmethod
     def from_hf(cls, hf_model: Any, tokenizer: Any = None, **options: Any) -> Engine:
         """Build from an already loaded transformers model (tests, custom loading)."""
-        return cls(hf_model, tokenizer, EngineConfig(**options))
+        return cls(hf_model, tokenizer, make_config(**options))
 
     # -- requests -------------------------------------------------------------------------
 
@@ -116,6 +116,12 @@ class Engine(AsyncServing):
     ) -> list[Request]:
         """Validate and queue `params.n` requests for `prompt`; raise InvalidRequestError."""
         params = params or SamplingParams()
+        if not isinstance(params, SamplingParams):
+            raise InvalidRequestError(f"params must be SamplingParams, got {type(params).__name__}")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise InvalidRequestError(f"priority must be an integer, got {priority!r}")
+        if params.stop and self.tokenizer is None:
+            raise InvalidRequestError("stop strings need a tokenizer; use stop_token_ids")
         ids = prompt_to_ids(prompt, self.tokenizer, self.args.vocab_size)
         if len(ids) >= self.max_context:
             raise InvalidRequestError(
@@ -243,7 +249,7 @@ class Engine(AsyncServing):
             sample_index=req.sample_index,
             logprobs=list(req.logprobs) if req.logprobs is not None else None,
             num_cached_prompt_tokens=req.num_cached_prompt,
-            error=req.error,
+            error=str(req.error) if req.error is not None else None,
         )
 
     def generate(
@@ -257,6 +263,12 @@ class Engine(AsyncServing):
         if self._loop_task is not None and not self._loop_task.done():
             raise EngineError("generate() cannot run while the async loop is serving submits")
         params = params or SamplingParams()
+        if not isinstance(params, SamplingParams):
+            raise InvalidRequestError(f"params must be SamplingParams, got {type(params).__name__}")
+        if isinstance(prompts, bytes | bytearray) or not isinstance(prompts, str | Sequence):
+            raise InvalidRequestError(
+                "prompts must be a string, token ids, chat messages, or a list of those"
+            )
         batch = [prompts] if is_single_prompt(prompts) else list(prompts)  # type: ignore[list-item]
         slots: list[list[Request] | Completion] = []
         for index, prompt in enumerate(batch):

@@ -40,7 +40,11 @@ def prompt_to_ids(prompt: Prompt, tokenizer: Any, vocab_size: int) -> list[int]:
             list(prompt), add_generation_prompt=True, tokenize=False
         )
         ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    elif isinstance(prompt, Sequence) and all(isinstance(t, int) for t in prompt):
+    elif (
+        isinstance(prompt, Sequence)
+        and not isinstance(prompt, bytes | bytearray)
+        and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt)
+    ):
         ids = list(prompt)
         bad = [t for t in ids if not 0 <= t < vocab_size]
         if bad:

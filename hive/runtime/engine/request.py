@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from hive.runtime.engine.errors import EngineError
 from hive.runtime.engine.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class Request:
         self.num_tree = 0
         self.tree_node: TreeNode | None = None
         self.finish_reason: str | None = None
-        self.error: str | None = None
+        self.error: EngineError | None = None  # why it failed (finish_reason "error")
         self.logprobs: list[float] | None = [] if params.logprobs else None
         self.sample_index = sample_index
         self.prompt_index = prompt_index

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from hive.runtime.engine.errors import KVCacheTooSmallError
 from hive.runtime.engine.kv_pool import KVPool
 from hive.runtime.engine.radix_cache import RadixCache
 from hive.runtime.engine.request import Request, RequestStatus
@@ -231,7 +232,7 @@ class Scheduler:
 
     def _fail_or_preempt(self, req: Request, failed: list[Request]) -> None:
         if len(self.running) == 1:
-            req.error = (
+            req.error = KVCacheTooSmallError(
                 f"KV pool of {self.pool.capacity_tokens} tokens cannot hold this request "
                 f"({req.num_tokens} tokens); raise kv_cache_tokens"
             )

@@ -8,13 +8,16 @@ steps, so submits made concurrently are batched together by the scheduler.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hive.runtime.engine.errors import EngineError, KVCacheTooSmallError
+from hive.runtime.engine.errors import EngineError
 from hive.runtime.engine.prompts import Prompt
 from hive.runtime.engine.request import Completion, Request
 from hive.runtime.engine.sampling_params import SamplingParams
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from hive.runtime.engine.scheduler import Scheduler
@@ -67,10 +70,7 @@ class AsyncServing:
             if future.done():
                 return
             if req.finish_reason == "error":
-                message = req.error or "request failed"
-                failed_engine = message.startswith("engine failure")
-                error_type = EngineError if failed_engine else KVCacheTooSmallError
-                future.set_exception(error_type(message))
+                future.set_exception(req.error or EngineError("request failed"))
             else:
                 future.set_result(self.completion(req))
 
@@ -82,9 +82,10 @@ class AsyncServing:
                 self.step()
                 await asyncio.sleep(0)
         except Exception as exc:  # a bug: fail every waiter instead of hanging them
+            logger.exception("engine step failed; failing every pending request")
             for req in self.scheduler.running + self.scheduler.waiting:
                 self.scheduler.finish(req)
-                req.error, req.finish_reason = f"engine failure: {exc!r}", "error"
+                req.error, req.finish_reason = EngineError(f"engine failure: {exc!r}"), "error"
                 if req.on_finish is not None:
                     req.on_finish(req)
-            raise
+            # Not re-raised: nobody awaits this task; the waiters have the error.
