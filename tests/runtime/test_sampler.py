@@ -1,3 +1,5 @@
+import math
+
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -87,3 +89,11 @@ def test_sampling_follows_the_distribution():
     for _ in range(2000):
         counts[Sampler()(logits, [r])[0][0]] += 1
     assert abs(counts[0] / 2000 - 0.7) < 0.05 and abs(counts[2] / 2000 - 0.1) < 0.03
+
+
+def test_top_p_applies_to_the_renormalised_top_k():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
+    probs = filtered_probs(logits, [SamplingParams(temperature=1.0, top_k=2, top_p=0.6)])
+    # top-k keeps {0.5, 0.3}; renormalised (0.625, 0.375), top-p 0.6 keeps the first only.
+    assert (probs[0] > 0).tolist() == [True, False, False]
+    assert math.isclose(float(probs[0, 0]), 0.5, rel_tol=1e-6)

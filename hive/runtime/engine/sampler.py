@@ -40,7 +40,8 @@ def apply_penalties(logits: torch.Tensor, request: Request) -> None:
 
 
 def filtered_probs(logits: torch.Tensor, params: Sequence[SamplingParams]) -> torch.Tensor:
-    """Temperature, then top-k / top-p / min-p: `(S, V)` probabilities, zero where filtered.
+    """Temperature, then top-k, top-p (over the top-k, renormalised) and min-p: `(S, V)`
+    probabilities, zero where filtered.
 
     Not renormalised. Filters keep every token whose probability reaches the
     cut-off value, so ties at the boundary are kept together (deterministic).
@@ -58,10 +59,14 @@ def filtered_probs(logits: torch.Tensor, params: Sequence[SamplingParams]) -> to
         cutoff[k_rows] = top.gather(1, ks.to(device)[:, None]).squeeze(1)
     p_rows = [i for i, p in enumerate(params) if p.top_p < 1.0 and not p.is_greedy]
     if p_rows:
-        sorted_probs = torch.sort(probs[p_rows], dim=-1, descending=True).values
+        # top-p over what top-k kept, renormalised (the order HF and vLLM use).
+        kept = probs[p_rows]
+        kept = torch.where(kept >= cutoff[p_rows][:, None], kept, 0.0)
+        sorted_probs = torch.sort(kept, dim=-1, descending=True).values
         top_p = torch.tensor([params[i].top_p for i in p_rows], dtype=dtype, device=device)
+        mass = top_p[:, None] * kept.sum(dim=-1, keepdim=True)
         before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
-        last = (before < top_p[:, None]).sum(dim=-1, keepdim=True) - 1  # >= 0: before[0] == 0
+        last = (before < mass).sum(dim=-1, keepdim=True) - 1  # >= 0: before[0] == 0
         cutoff[p_rows] = torch.maximum(cutoff[p_rows], sorted_probs.gather(1, last).squeeze(1))
     if any(p.min_p > 0 for p in params):
         min_p = torch.tensor([p.min_p for p in params], dtype=dtype, device=device)
