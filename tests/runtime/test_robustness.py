@@ -105,3 +105,14 @@ def test_no_readmission_in_the_step_that_preempted(tiny_llama):
         scheduler.check_invariants()
     assert engine.stats()["num_preemptions"] >= 1
     assert readmitted == []  # a request preempted in a step waits for a later step
+
+
+def test_prefix_hits_are_counted_once_per_admission(tiny_llama):
+    # LFU ranks by hit_count: prefill chunks, inserts and deferred matches are not hits.
+    engine = Engine.from_hf(tiny_llama, kv_cache_tokens=4096, max_batch_tokens=10)
+    (prompt,) = prompts_for(6, [100])
+    params = SamplingParams(temperature=0, max_tokens=2)
+    engine.generate(prompt, params)
+    assert {node.hit_count for node in engine.cache.nodes()} == {0}
+    engine.generate(prompt, params)
+    assert max(node.hit_count for node in engine.cache.nodes()) == 1

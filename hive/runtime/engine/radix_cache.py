@@ -35,9 +35,12 @@ class TreeNode:
         "hit_count",
         "agent_ids",
         "priority",
+        "serial",
     )
 
-    def __init__(self, parent: TreeNode | None, token_ids: list[int], page_ids: list[int]):
+    def __init__(
+        self, parent: TreeNode | None, token_ids: list[int], page_ids: list[int], serial: int
+    ):
         self.children: dict[tuple[int, ...], TreeNode] = {}
         self.parent = parent
         self.token_ids = token_ids
@@ -47,9 +50,10 @@ class TreeNode:
         self.hit_count = 0
         self.agent_ids: set[str] = set()
         self.priority = 0
+        self.serial = serial  # creation order: breaks eviction ties the same way every run
 
     def __lt__(self, other: TreeNode) -> bool:  # heap ties
-        return id(self) < id(other)
+        return self.serial < other.serial
 
 
 class MatchResult(NamedTuple):
@@ -68,7 +72,8 @@ class RadixCache:
         self.allocator = allocator
         self.page_size = page_size
         self.policy = policy or LRUPolicy()
-        self.root = TreeNode(None, [], [])
+        self._serials = itertools.count()
+        self.root = TreeNode(None, [], [], next(self._serials))
         self.root.ref_count = 1  # never evicted
         self.num_pages = 0
         self.num_evicted_pages = 0
@@ -90,7 +95,9 @@ class RadixCache:
     def _split(self, node: TreeNode, num_tokens: int) -> TreeNode:
         """Cut `node` after `num_tokens` tokens; return the new upper part."""
         num_pages = num_tokens // self.page_size
-        upper = TreeNode(node.parent, node.token_ids[:num_tokens], node.page_ids[:num_pages])
+        upper = TreeNode(
+            node.parent, node.token_ids[:num_tokens], node.page_ids[:num_pages], next(self._serials)
+        )
         upper.ref_count = node.ref_count
         upper.last_access = node.last_access
         upper.hit_count = node.hit_count
@@ -104,19 +111,29 @@ class RadixCache:
         upper.children[self._key(node.token_ids, 0)] = node
         return upper
 
-    def _touch(self, node: TreeNode, agent_id: str | None, priority: int) -> None:
+    def record_use(
+        self, node: TreeNode, agent_id: str | None = None, priority: int = 0, *, hit: bool = True
+    ) -> None:
+        """Mark `node` and its ancestors as just used by `agent_id` (a prefix hit when
+        `hit`; an insert of newly computed pages is a use but not a hit)."""
         now = next(self._clock)
         while node is not self.root:
             node.last_access = now
-            node.hit_count += 1
+            node.hit_count += hit
             if agent_id is not None:
                 node.agent_ids.add(agent_id)
             node.priority = max(node.priority, priority)
             node = node.parent  # type: ignore[assignment]
 
     def match_prefix(
-        self, token_ids: list[int], agent_id: str | None = None, priority: int = 0
+        self,
+        token_ids: list[int],
+        agent_id: str | None = None,
+        priority: int = 0,
+        *,
+        record: bool = True,
     ) -> MatchResult:
+        """The longest cached page-aligned prefix; with `record`, counts as a use (a hit)."""
         node, pos, pages = self.root, 0, []
         while len(token_ids) - pos >= self.page_size:
             child = node.children.get(self._key(token_ids, pos))
@@ -130,7 +147,8 @@ class RadixCache:
             pages.extend(child.page_ids)
             pos += common
             node = child
-        self._touch(node, agent_id, priority)
+        if record:
+            self.record_use(node, agent_id, priority)
         return MatchResult(pos, pages, node)
 
     def insert(
@@ -151,17 +169,18 @@ class RadixCache:
                     node,
                     token_ids[pos:num_tokens],
                     page_ids[pos // self.page_size : num_tokens // self.page_size],
+                    next(self._serials),
                 )
                 node.children[self._key(token_ids, pos)] = leaf
                 self.num_pages += len(leaf.page_ids)
-                self._touch(leaf, agent_id, priority)
+                self.record_use(leaf, agent_id, priority, hit=False)
                 return pos
             common = self._common_len(child.token_ids, token_ids[:num_tokens], pos)
             if common < len(child.token_ids):
                 child = self._split(child, common)
             pos += common
             node = child
-        self._touch(node, agent_id, priority)
+        self.record_use(node, agent_id, priority, hit=False)
         return pos
 
     def lock(self, node: TreeNode) -> None:
@@ -174,9 +193,6 @@ class RadixCache:
             node.ref_count -= 1
             assert node.ref_count >= 0, "radix node unlocked more than locked"
             node = node.parent  # type: ignore[assignment]
-
-    def evictable_pages(self) -> int:
-        return sum(len(n.page_ids) for n in self.nodes() if n.ref_count == 0)
 
     def evict(self, num_pages: int) -> int:
         """Free at least `num_pages` pages if possible; return pages freed."""

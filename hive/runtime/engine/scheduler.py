@@ -98,7 +98,7 @@ class Scheduler:
         tokens = req.tokens[:full]
         existing = self.cache.insert(tokens, req.page_ids, req.agent_id, req.priority)
         self.pool.allocator.free(req.page_ids[req.num_tree // ps : existing // ps])
-        match = self.cache.match_prefix(tokens)
+        match = self.cache.match_prefix(tokens, record=False)  # the node just inserted
         assert match.num_tokens == full
         self.cache.lock(match.node)
         if req.tree_node is not None:
@@ -197,7 +197,8 @@ class Scheduler:
             if budget == 0 or len(self.running) >= self.max_running_requests:
                 break
             tokens = req.tokens
-            match = self.cache.match_prefix(tokens[:-1], req.agent_id, req.priority)
+            # Recorded as a hit only on admission: a deferred request matches every step.
+            match = self.cache.match_prefix(tokens[:-1], record=False)
             if any(
                 common_prefix_len(tokens, other.tokens) // ps * ps - match.num_tokens
                 >= MIN_SHARED_TOKENS
@@ -205,6 +206,7 @@ class Scheduler:
             ):
                 continue
             self.cache.lock(match.node)
+            self.cache.record_use(match.node, req.agent_id, req.priority)
             req.page_ids = list(match.page_ids)
             req.num_kv = req.num_tree = match.num_tokens
             req.tree_node = match.node
