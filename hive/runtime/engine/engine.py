@@ -221,11 +221,8 @@ class Engine(AsyncServing):
             # Look in the last few tokens only (a stop string of L characters spans at
             # most L tokens); decode the whole output just once, when one is there.
             window = max(len(stop) for stop in params.stop) + STOP_WINDOW_SLACK
-            if (
-                find_stop(decode(self.tokenizer, req.output_ids[-window:]), params.stop, 0)
-                is not None
-            ):
-                hit = find_stop(decode(self.tokenizer, req.output_ids), params.stop, 0)
+            if find_stop(decode(self.tokenizer, req.output_ids[-window:]), params.stop) is not None:
+                hit = find_stop(decode(self.tokenizer, req.output_ids), params.stop)
                 if hit is not None:
                     req.finish_reason, req.stop_text_len = "stop", hit
         if req.finish_reason is None and (
@@ -275,7 +272,7 @@ class Engine(AsyncServing):
             try:
                 slots.append(self.add_request(prompt, params, prompt_index=index))
             except EngineError as exc:
-                slots.append(_error_completion(str(exc), index, params.n))
+                slots.append(_error_completion(str(exc), index))
         queued = [r for s in slots if isinstance(s, list) for r in s]
         pending = {r.rid for r in queued}
         try:
@@ -319,7 +316,7 @@ def _random_seed() -> int:
     return int.from_bytes(os.urandom(8), "little") >> 1
 
 
-def _error_completion(message: str, index: int, n: int) -> Completion:
+def _error_completion(message: str, index: int) -> Completion:
     return Completion(
         text="",
         token_ids=[],

@@ -69,7 +69,7 @@ def decode(tokenizer: Any, token_ids: list[int]) -> str:
     return tokenizer.decode(token_ids, skip_special_tokens=True)
 
 
-def find_stop(text: str, stops: Sequence[str], search_from: int) -> int | None:
-    """Index in `text` where the earliest stop string starts (at or after `search_from`)."""
-    hits = [i for s in stops if (i := text.find(s, max(0, search_from))) >= 0]
+def find_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Index in `text` where the earliest stop string starts."""
+    hits = [i for s in stops if (i := text.find(s)) >= 0]
     return min(hits) if hits else None

@@ -103,10 +103,6 @@ class Request:
         """Tokens still to run through the model before the next sample."""
         return self.num_tokens - self.num_kv
 
-    @property
-    def is_finished(self) -> bool:
-        return self.status is RequestStatus.FINISHED
-
     def __repr__(self) -> str:
         return (
             f"Request(rid={self.rid}, status={self.status.value}, prompt={len(self.prompt_ids)}, "
