@@ -163,8 +163,8 @@ class _QuotedMap:
     """Offsets in a quoted scalar's decoded text -> offsets in the file.
 
     Built once per scalar from its special characters only: an escape
-    (`\\n`, `\\u00e9`) or a doubled quote (`''`) is one decoded character, a
-    line break and the next line's indentation fold into one space; between
+    (`\\n`, `\\u00e9`) or a doubled quote (`''`) is one decoded character, line
+    breaks fold (see below), an escaped line break decodes to nothing; between
     them, decoded and file offsets advance together.
     """
 
@@ -185,17 +185,33 @@ class _QuotedMap:
             match = special.search(text, i, end)
             if match is None:
                 break
-            decoded += match.start() - i
             j = match.start()
             if text[j] == "\n":
-                j += 1
+                # Folding: trailing blanks go; one break becomes a space, a run of k
+                # breaks (blank lines between) becomes k - 1 newlines; indentation goes.
+                line_end = j
+                while line_end > i and text[line_end - 1] in " \t":
+                    line_end -= 1
+                decoded += line_end - i
+                breaks = 0
+                while j < end and text[j] == "\n":
+                    breaks += 1
+                    j += 1
+                    while j < end and text[j] in " \t":
+                        j += 1
+                decoded += 1 if breaks == 1 else breaks - 1
+            elif double and j + 1 < end and text[j + 1] == "\n":
+                decoded += j - i  # an escaped line break joins the lines: nothing decoded
+                j += 2
                 while j < end and text[j] in " \t":
                     j += 1
-            elif double:
-                j += 2 + _ESCAPE_LEN.get(text[j + 1], 0) if j + 1 < end else 1
             else:
-                j += 2
-            decoded += 1  # the special sequence decodes to one character
+                decoded += j - i
+                if double:
+                    j += 2 + _ESCAPE_LEN.get(text[j + 1], 0) if j + 1 < end else 1
+                else:
+                    j += 2
+                decoded += 1  # an escape or a doubled quote is one character
             i = min(j, end)
             self.decoded_starts.append(decoded)
             self.file_starts.append(i)

@@ -530,3 +530,30 @@ def test_yaml_11_boolean_words_are_plain_keys_and_indent_indicator_maps_position
     d = first_error(tmp_path, review_spec())
     assert "undefined variable 'zz'" in d.message
     assert (d.span.line, d.span.col) == (11, 10)
+
+
+@pytest.mark.parametrize(
+    ("flow_yaml", "line", "col"),
+    [
+        ('"r = solver(question)\\n\\\n  return zz"', 10, 10),  # escaped line break
+        ("'r = solver(question)\n\n  return zz'", 11, 10),  # a blank line folds to one break
+        ('"r = solver(question)  \n\n  return zz"', 11, 10),  # trailing blanks are dropped
+    ],
+)
+def test_flow_errors_in_multiline_quoted_strings(tmp_path, flow_yaml, line, col):
+    text = GOOD.split("flow: |")[0] + "flow: " + flow_yaml + "\n"
+    d = first_error(tmp_path, text)
+    assert "undefined variable 'zz'" in d.message
+    assert (d.span.line, d.span.col) == (line, col)
+
+
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        with_flow("r = solver(question)\nreturn {answer: r.answer, big: 1e5}").replace(
+            "outputs", "x"
+        )
+    )
+    plan = compile_loaded(load_spec(path)).plan
+    ret = next(n for n in plan.graph.body.nodes if n.op == "return")
+    assert str(ret.type) == "{answer: string, big: number}"
