@@ -457,22 +457,20 @@ class _Resolver:
             self.error(node, f"{node.op}() needs by=<field> or by=<expression over _>")
 
     def op_vote(self, node: Node) -> Type:
-        self.no_kwargs(node)
-        items = self.list_arg(node, "vote")
-        if node.region("by") is not None:  # a scorer runs once per candidate
-            node.attrs["num_candidates"] = self.require_bound(node, "vote by an expression")
-        element = items.item or ANY
-        self.by(node, element, numeric=False)
-        return element.with_fields(("votes", INTEGER)) if element.kind == "record" else ANY
+        return self.select(node, numeric=False, added=("votes", INTEGER))
 
     def op_best(self, node: Node) -> Type:
+        return self.select(node, numeric=True, added=("score", NUMBER))
+
+    def select(self, node: Node, numeric: bool, added: tuple[str, Type]) -> Type:
+        """vote / best: one element of a list, chosen by a field or a scorer over `_`."""
         self.no_kwargs(node)
-        items = self.list_arg(node, "best")
+        items = self.list_arg(node, node.op)
         if node.region("by") is not None:  # a scorer runs once per candidate
-            node.attrs["num_candidates"] = self.require_bound(node, "best by an expression")
+            node.attrs["num_candidates"] = self.require_bound(node, f"{node.op} by an expression")
         element = items.item or ANY
-        self.by(node, element, numeric=True)
-        return element.with_fields(("score", NUMBER)) if element.kind == "record" else ANY
+        self.by(node, element, numeric=numeric)
+        return element.with_fields(added) if element.kind == "record" else ANY
 
     def op_map(self, node: Node) -> Type:
         self.no_kwargs(node)
