@@ -99,6 +99,20 @@ def _walk(region: Region, parents: tuple[Node, ...]) -> Iterator[tuple[Node, tup
             yield from _walk(sub, (*parents, node))
 
 
+LOOP_OPS = frozenset({"for", "repeat", "while"})
+
+
+def loop_iterations(node: Node) -> int:
+    """The most times a loop's body runs: `repeat N`, `while ... max N`, or the bound of
+    the list a `for` iterates (recorded by `resolve`; 0 while unknown)."""
+    assert node.op in LOOP_OPS, node.op
+    if node.op == "for":
+        return node.attrs.get("bound") or 0
+    if node.op == "repeat":
+        return node.attrs["count"]
+    return node.attrs["max_iterations"]
+
+
 class IRError(AssertionError):
     """An IR invariant is broken: a compiler bug, never a user mistake."""
 

@@ -16,7 +16,7 @@ Scopes:
 
 from __future__ import annotations
 
-from hive.compiler.ir import CALL_OPS, CacheNode, Graph, Node, Region
+from hive.compiler.ir import CALL_OPS, LOOP_OPS, CacheNode, Graph, Node, Region, loop_iterations
 from hive.compiler.spec import Spec
 
 
@@ -95,7 +95,7 @@ def _bound_args(call: Node) -> list[tuple[str, int]]:
 def _invariant_loop_bound(node: Node, parents: tuple[Node, ...], nodes: dict[int, Node]) -> int:
     """Iterations of the innermost enclosing loop, if the call's inputs are all defined
     outside it (so every iteration renders the same prompt); 0 otherwise."""
-    loop = next((p for p in reversed(parents) if p.op in ("for", "repeat", "while")), None)
+    loop = next((p for p in reversed(parents) if p.op in LOOP_OPS), None)
     if loop is None:
         return 0
     inside: set[int] = set()  # every value defined in the loop, nested lambdas' `_` included
@@ -105,11 +105,7 @@ def _invariant_loop_bound(node: Node, parents: tuple[Node, ...], nodes: dict[int
             inside.update(n.id for n in sub.nodes)
     if any(v in inside for v in node.inputs):
         return 0
-    if loop.op == "repeat":
-        return loop.attrs["count"]
-    if loop.op == "while":
-        return loop.attrs["max_iterations"]
-    return loop.attrs.get("bound") or 0
+    return loop_iterations(loop)
 
 
 def _regions(region: Region):

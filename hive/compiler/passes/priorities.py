@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from hive.compiler.agents import AgentInfo
-from hive.compiler.ir import CALL_OPS, Graph, Node, Region
+from hive.compiler.ir import CALL_OPS, LOOP_OPS, Graph, Node, Region, loop_iterations
 from hive.compiler.passes.prefixes import static_prefix
 from hive.compiler.spec import Spec
 
@@ -136,13 +136,9 @@ def _count_node(node: Node, total: _Count) -> None:
             )
         total.total_max += max(then.total_max, orelse.total_max)
         total.total_expected += 0.5 * (then.total_expected + orelse.total_expected)
-    elif op in ("for", "repeat", "while"):
-        if op == "for":
-            k_max = k_exp = node.attrs.get("bound") or 0
-        elif op == "repeat":
-            k_max = k_exp = a["count"]
-        else:
-            k_max, k_exp = a["max_iterations"], _geometric(a["max_iterations"])
+    elif op in LOOP_OPS:
+        k_max = loop_iterations(node)
+        k_exp = _geometric(k_max) if op == "while" else k_max
         for region_count in sub.values():
             total.add(region_count, k_max, k_exp)
 
@@ -197,12 +193,8 @@ class _Timing:
                 )
             case "if":
                 return max(lat.values(), default=0)
-            case "for":
-                return (a.get("bound") or 0) * lat["body"]
-            case "repeat":
-                return a["count"] * lat["body"]
-            case "while":
-                return a["max_iterations"] * (lat["body"] + lat["cond"])
+            case "for" | "repeat" | "while":
+                return loop_iterations(node) * (lat["body"] + lat.get("cond", 0))
         return 0
 
 
@@ -249,12 +241,8 @@ def _schedule(
 def _iterations(node: Node) -> int:
     a = node.attrs
     match node.op:
-        case "for":
-            return a.get("bound") or 0
-        case "repeat":
-            return a["count"]
-        case "while":
-            return a["max_iterations"]
+        case "for" | "repeat" | "while":
+            return loop_iterations(node)
         case "resample":
             return a["max_attempts"]
         case "refine":

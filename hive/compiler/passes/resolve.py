@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from hive.compiler.agents import AgentInfo
 from hive.compiler.errors import Diagnostic, did_you_mean
-from hive.compiler.ir import Graph, Node, Region
+from hive.compiler.ir import Graph, Node, Region, loop_iterations
 from hive.compiler.lower import BUILTINS
 from hive.compiler.source import SourceDoc
 from hive.compiler.spec import Spec
@@ -593,7 +593,7 @@ class _Resolver:
         """
         num_carried = len(node.attrs["carried"])
         initial = [self.t(v) for v in node.inputs[len(node.inputs) - num_carried :]]
-        iterations = _iterations(node)
+        iterations = loop_iterations(node)
         state = initial
         growth: dict[int, int] = {}  # carried index -> items added per iteration
         for _ in range(MAX_TYPE_PASSES):
@@ -657,15 +657,6 @@ class _Resolver:
         if not 1 <= node.attrs["max_iterations"] <= MAX_SAMPLES:
             self.error(node, f"while 'max' must be between 1 and {MAX_SAMPLES}")
         return self.loop_body(node, [])
-
-
-def _iterations(node: Node) -> int:
-    match node.op:
-        case "for":
-            return node.attrs.get("bound") or 0
-        case "repeat":
-            return node.attrs["count"]
-    return node.attrs["max_iterations"]
 
 
 def _params(info: AgentInfo) -> str:
