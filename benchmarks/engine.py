@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller workloads")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--model", default=None, help="model name or path (default smollm2-135m)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     args = parser.parse_args()
     results = run_bench(model=args.model, quick=args.quick, dtype=args.dtype)
     print(json.dumps(results, indent=2) if args.json else format_report(results))

@@ -161,6 +161,12 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="Seed; sample i uses seed + i.")] = None,
     max_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 128,
     raw: Annotated[bool, typer.Option(help="Skip the chat template.")] = False,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            help="float32 (exact, the CPU default), bfloat16 (fast on AMX CPUs), float16."
+        ),
+    ] = None,
 ) -> None:
     """Generate with Hive's engine for a quick look."""
     try:
@@ -174,6 +180,7 @@ def generate(
             seed=seed,
             max_tokens=max_tokens,
             raw=raw,
+            dtype=dtype,
         )
     except HiveError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -203,7 +210,12 @@ def bench_engine(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     quick: Annotated[bool, typer.Option(help="Smaller workloads.")] = False,
     model: Annotated[str | None, typer.Option(help="Model to run both engines on.")] = None,
-    dtype: Annotated[str, typer.Option(help="float32 (exact) or bfloat16, for both.")] = "float32",
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="bfloat16 (fast on AMX CPUs; transformers float32 runs too) or float32 (exact)."
+        ),
+    ] = "bfloat16",
 ) -> None:
     """Hive's engine against transformers generate / generate_batch on the same workloads."""
     try:
@@ -217,6 +229,9 @@ def bench_engine(
 
 
 def main() -> None:
+    from hive.runtime.engine.host_memory import keep_freed_memory
+
+    keep_freed_memory()  # the application owns process-wide allocator tuning
     app()
 
 

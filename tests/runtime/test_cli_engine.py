@@ -41,3 +41,55 @@ def test_generate_n_samples():
     result = runner.invoke(app, ["generate", "--n", "2", "--seed", "1", "--max-tokens", "4", "Hi"])
     assert result.exit_code == 0, result.output
     assert "--- sample 0" in result.stdout and "--- sample 1" in result.stdout
+
+
+def test_generate_bad_dtype_is_a_clean_error():
+    result = runner.invoke(app, ["generate", "--dtype", "int3", "hi"])
+    assert result.exit_code == 1
+    assert "dtype must be float32, bfloat16 or float16" in result.stderr
+
+
+@pytest.mark.model
+def test_generate_in_bfloat16_with_the_default_model():
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "--dtype",
+            "bfloat16",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "12",
+            "What is the capital of France?",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Paris" in result.stdout
+
+
+def test_bench_report_names_the_best_transformers_mode():
+    from hive.runtime.engine.bench import format_report
+
+    row = {
+        "hive": {"seconds": 2.0},
+        "hf_generate": {"seconds": 5.0},
+        "hf_generate_batch": {"error": "RuntimeError: no"},
+        "hf_generate_float32": {"seconds": 4.0},
+        "best_hf": "hf_generate_float32",
+        "speedup_vs_best_hf": 2.0,
+    }
+    results = {
+        "machine": "test",
+        "quick": True,
+        "dtype": "bfloat16",
+        "allocator_tuned": True,
+        "load_average_before": (0.5, 0, 0),
+        "load_average_after": (0.7, 0, 0),
+        "workloads": {"a_one_prompt_n_samples": row},
+        "decode": {"step_ms": 20.0, "floor_ms": 10.0, "weight_mb": 257, "copy_bandwidth_gbps": 27},
+    }
+    text = format_report(results)
+    assert "2.00x (generate float32)" in text
+    assert "generate_batch unavailable: RuntimeError: no" in text
+    assert "n/a" in text

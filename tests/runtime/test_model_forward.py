@@ -115,3 +115,33 @@ def test_decode_rows_sharing_a_long_prefix_match(page_size):
     assert len(engine.attention.groups) == 1  # one shared-prefix group was formed
     for row, seq in enumerate(seqs):
         assert_close(ours[row : row + 1], hf_logits(hf, seq)[-1:])
+
+
+def test_decode_rows_of_equal_length_skip_the_mask_and_match(model_pair):
+    hf, engine = model_pair
+    alloc, pages_for = engine.pool.allocator, engine.pool.pages_for
+    prompts = prompts_for(12, [17, 17, 17])
+    tables = [alloc.allocate(pages_for(len(p))) for p in prompts]
+    try:
+        run_rows(engine, [p[:-1] for p in prompts], [0, 0, 0], tables)
+        ours = run_rows(engine, [[p[-1]] for p in prompts], [16, 16, 16], tables, num_decode=3)
+        assert engine.attention.decode_bias is None
+        for row, p in enumerate(prompts):
+            assert_close(ours[row : row + 1], hf_logits(hf, p)[-1:])
+    finally:
+        for t in tables:
+            alloc.free(t)
+
+
+def test_bfloat16_logits_match_transformers_in_bfloat16():
+    """bf16 weights and KV (packed oneDNN linears on the CPU): within bf16 rounding."""
+    hf = make_tiny("llama").to(torch.bfloat16)
+    engine = Engine.from_hf(hf, kv_cache_tokens=512, dtype="bfloat16")
+    (a,) = prompts_for(13, [40])
+    pages = engine.pool.allocator.allocate(engine.pool.pages_for(len(a)))
+    run_rows(engine, [a[:-1]], [0], [pages])
+    ours = run_rows(engine, [a[-1:]], [len(a) - 1], [pages], num_decode=1)
+    ref = hf_logits(hf, a)[-1:]
+    err = (ours - ref).abs().max().item()
+    assert err <= 3e-2 * ref.abs().max().item(), err
+    assert ours.argmax().item() == ref.argmax().item()

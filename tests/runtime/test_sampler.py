@@ -97,3 +97,49 @@ def test_top_p_applies_to_the_renormalised_top_k():
     # top-k keeps {0.5, 0.3}; renormalised (0.625, 0.375), top-p 0.6 keeps the first only.
     assert (probs[0] > 0).tolist() == [True, False, False]
     assert math.isclose(float(probs[0, 0]), 0.5, rel_tol=1e-6)
+
+
+def _reference_interval(probs, u):
+    """[cdf before the token, cdf through it] of the full float64 CDF, and the target."""
+    cdf = torch.cumsum(probs.double(), dim=-1)
+    return cdf, u * cdf[:, -1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    vocab=st.sampled_from([1, 5, 1023, 1024, 1025, 3000, 5000]),
+    sparsity=st.floats(0.0, 0.99),
+)
+def test_two_level_inverse_cdf_matches_the_full_cumulative_sum(seed, vocab, sparsity):
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(torch.randn(6, vocab, generator=g) * 3, dim=-1)
+    probs = torch.where(torch.rand(6, vocab, generator=g) < sparsity, 0.0, probs)
+    probs[:, seed % vocab] += 1e-3  # every row keeps some mass
+    u = torch.rand(6, generator=g, dtype=torch.float64)
+    u[0], u[1] = 0.0, 1.0 - 2**-53
+    ids = sample_from_probs(probs, u)
+    assert (probs.gather(1, ids[:, None]) > 0).all()  # never a filtered token
+    cdf, target = _reference_interval(probs, u)
+    slack = 1e-6 * cdf[:, -1]  # rounding of the float32 block sums, relative to the mass
+    before = torch.where(ids > 0, cdf.gather(1, (ids - 1).clamp(min=0)[:, None]).squeeze(1), 0.0)
+    through = cdf.gather(1, ids[:, None]).squeeze(1)
+    assert (before <= target + slack).all() and (target < through + slack).all()
+
+
+def test_mass_only_in_the_last_partial_block():
+    probs = torch.zeros(2, 2050)
+    probs[:, 2049] = 0.25
+    probs[:, 2048] = 0.75
+    assert sample_from_probs(probs, torch.tensor([0.5, 0.9], dtype=torch.float64)).tolist() == [
+        2048,
+        2049,
+    ]
+
+
+def test_low_temperature_leaves_no_subnormal_probabilities():
+    logits = torch.linspace(-40.0, 40.0, 5000)[None, :]
+    probs = filtered_probs(logits, [SamplingParams(temperature=0.05)])
+    positive = probs[probs > 0]
+    assert positive.min() >= torch.finfo(torch.float32).tiny
+    assert int(probs.argmax()) == 4999 and math.isclose(float(probs.sum()), 1.0, rel_tol=1e-5)

@@ -18,10 +18,11 @@ def generate_lines(
     seed: int | None,
     max_tokens: int,
     raw: bool,
+    dtype: str | None = None,
 ) -> list[str]:
     """Completions of `prompt` as printable lines (chat template unless `raw`)."""
     params = SamplingParams(n=n, temperature=temperature, seed=seed, max_tokens=max_tokens)
-    engine = Engine.from_pretrained(model, kv_cache_tokens=8192)
+    engine = Engine.from_pretrained(model, kv_cache_tokens=8192, dtype=dtype)
     source = prompt if raw else [{"role": "user", "content": prompt}]
     completions = engine.generate(source, params)
     lines = []
@@ -35,7 +36,7 @@ def generate_lines(
 
 
 def bench_engine_text(
-    *, model: str | None, quick: bool, as_json: bool, dtype: str = "float32"
+    *, model: str | None, quick: bool, as_json: bool, dtype: str = "bfloat16"
 ) -> str:
     from hive.runtime.engine.bench import format_report, run_bench
 

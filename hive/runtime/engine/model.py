@@ -17,11 +17,12 @@ import torch.nn.functional as F
 
 from hive.runtime.engine.attention.base import BaseAttentionBackend
 from hive.runtime.engine.forward_batch import ForwardBatch
+from hive.runtime.engine.linear import Linear
 from hive.runtime.engine.model_config import ModelArgs, rope_tables
 
 
 class LayerWeights:
-    __slots__ = ("input_norm", "qkv", "qkv_bias", "o", "o_bias", "post_norm", "gate_up", "down")
+    __slots__ = ("input_norm", "qkv", "o", "post_norm", "gate_up", "down")
 
     def __init__(self, state: dict[str, torch.Tensor], prefix: str) -> None:
         def get(name: str) -> torch.Tensor | None:
@@ -30,36 +31,39 @@ class LayerWeights:
         self.input_norm = get("input_layernorm.weight")
         self.post_norm = get("post_attention_layernorm.weight")
         q, k, v = (get(f"self_attn.{n}_proj.weight") for n in "qkv")
-        self.qkv = torch.cat([q, k, v], dim=0).contiguous()
         biases = [get(f"self_attn.{n}_proj.bias") for n in "qkv"]
         if any(b is not None for b in biases):
             filled = [
                 b if b is not None else torch.zeros(w.shape[0], dtype=w.dtype)
                 for b, w in zip(biases, (q, k, v), strict=True)
             ]
-            self.qkv_bias = torch.cat(filled).contiguous()
+            qkv_bias = torch.cat(filled).contiguous()
         else:
-            self.qkv_bias = None
-        self.o = get("self_attn.o_proj.weight")
-        self.o_bias = get("self_attn.o_proj.bias")
+            qkv_bias = None
+        self.qkv = Linear(torch.cat([q, k, v], dim=0).contiguous(), qkv_bias)
+        self.o = Linear(get("self_attn.o_proj.weight"), get("self_attn.o_proj.bias"))
         gate, up = get("mlp.gate_proj.weight"), get("mlp.up_proj.weight")
-        self.gate_up = torch.cat([gate, up], dim=0).contiguous()
-        self.down = get("mlp.down_proj.weight")
+        self.gate_up = Linear(torch.cat([gate, up], dim=0).contiguous())
+        self.down = Linear(get("mlp.down_proj.weight"))
+
+    def linears(self) -> tuple[Linear, ...]:
+        return (self.qkv, self.o, self.gate_up, self.down)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    dtype = x.dtype
-    if dtype == torch.float32:  # one fused op; the same math as below
-        return F.rms_norm(x, weight.shape, weight, eps)
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(dtype)
+    # One fused op. It accumulates in float32 for half-precision inputs, as transformers'
+    # RMSNorm does, but rounds once instead of twice: within one bf16 ulp of it.
+    return F.rms_norm(x, weight.shape, weight, eps)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """x * cos + rotate_half(x) * sin, with rotate_half(x) * sin as roll(x) * signed_sin.
+
+    rotate_half(x) = cat(-x2, x1) equals roll(x, half) with its first half
+    negated; folding that sign into the sin table (`signed_sin`) saves the
+    negation and the concatenation: three ops instead of six.
+    """
+    return x.roll(x.shape[-1] // 2, dims=-1).mul_(signed_sin).addcmul_(x, cos)
 
 
 class LlamaModel:
@@ -81,22 +85,24 @@ class LlamaModel:
         }
         self.embed = state["embed_tokens.weight"]
         head = state.get("lm_head.weight")
-        self.lm_head = self.embed if args.tie_word_embeddings or head is None else head
+        self.lm_head = Linear(self.embed if args.tie_word_embeddings or head is None else head)
         self.norm = state["norm.weight"]
         self.layers = [LayerWeights(state, f"layers.{i}.") for i in range(args.num_layers)]
         cos, sin = rope_tables(hf_config, args, max_positions, device)
+        half = args.head_dim // 2
         self.rope_cos = cos.to(dtype)
-        self.rope_sin = sin.to(dtype)
+        self.rope_signed_sin = torch.cat((-sin[:, :half], sin[:, half:]), dim=-1).to(dtype)
         self.scale = args.head_dim**-0.5
 
     def weight_bytes(self) -> int:
-        tensors = [self.embed, self.norm]
-        if self.lm_head is not self.embed:
-            tensors.append(self.lm_head)
+        """Bytes of weights a decode step reads (the embedding table only through the head)."""
+        tensors = [self.norm]
         for layer in self.layers:
-            tensors += [layer.input_norm, layer.post_norm, layer.qkv, layer.o, layer.gate_up]
-            tensors += [layer.down]
-        return sum(t.numel() * t.element_size() for t in tensors)
+            tensors += [layer.input_norm, layer.post_norm]
+        linears = [self.lm_head] + [lin for layer in self.layers for lin in layer.linears()]
+        return sum(t.numel() * t.element_size() for t in tensors) + sum(
+            lin.num_bytes for lin in linears
+        )
 
     @torch.inference_mode()
     def forward(self, batch: ForwardBatch, attention: BaseAttentionBackend) -> torch.Tensor:
@@ -107,21 +113,21 @@ class LlamaModel:
         q_size, kv_size, head_dim = args.q_size, args.kv_size, args.head_dim
         num_qk_heads = args.num_heads + args.num_kv_heads
         cos = self.rope_cos[batch.positions].unsqueeze(1)
-        sin = self.rope_sin[batch.positions].unsqueeze(1)
+        sin = self.rope_signed_sin[batch.positions].unsqueeze(1)
         attention.prepare(batch)
         x = F.embedding(batch.input_ids, self.embed)
         for layer_id, w in enumerate(self.layers):
             h = rms_norm(x, w.input_norm, eps)
-            qkv = F.linear(h, w.qkv, w.qkv_bias)
+            qkv = w.qkv(h)
             # RoPE on q and k together: one set of ops over (heads + kv_heads).
             qk = qkv[:, : q_size + kv_size].view(num_tokens, num_qk_heads, head_dim)
             qk = apply_rope(qk, cos, sin)
             q, k = qk[:, : args.num_heads], qk[:, args.num_heads :]
             v = qkv[:, q_size + kv_size :].view(num_tokens, args.num_kv_heads, head_dim)
             o = attention.forward(layer_id, q, k, v)
-            x = x + F.linear(o, w.o, w.o_bias)
+            x = x + w.o(o)
             h = rms_norm(x, w.post_norm, eps)
-            gate, up = F.linear(h, w.gate_up).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, w.down)
+            gate, up = w.gate_up(h).chunk(2, dim=-1)
+            x = x + w.down(F.silu(gate) * up)
         x = rms_norm(x[batch.sample_indices], self.norm, eps)
-        return F.linear(x, self.lm_head).float()
+        return self.lm_head(x).float()

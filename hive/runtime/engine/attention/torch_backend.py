@@ -143,8 +143,11 @@ class TorchAttentionBackend(BaseAttentionBackend):
         valid = positions[None, :] < own[:, None]
         self.decode_k_rows = torch.where(valid, rows, 0).reshape(-1)
         self.decode_v_rows = self.decode_k_rows + ps
-        bias = torch.zeros(valid.shape, dtype=pool.layers[0].dtype, device=device)
-        self.decode_bias = bias.masked_fill_(~valid, float("-inf"))[:, None, None, :]
+        if all(n - s == length for n, s in zip(kv_lens, starts, strict=True)):
+            self.decode_bias = None  # every row attends to all `length` keys: no mask
+        else:
+            bias = torch.zeros(valid.shape, dtype=pool.layers[0].dtype, device=device)
+            self.decode_bias = bias.masked_fill_(~valid, float("-inf"))[:, None, None, :]
         self.decode_len = length
 
     def _decode(self, rows: torch.Tensor, q: torch.Tensor, num_kv_heads: int) -> torch.Tensor:
@@ -189,11 +192,14 @@ class TorchAttentionBackend(BaseAttentionBackend):
         rows = self.pool.rows[layer_id]
         num_tokens, num_heads, head_dim = q.shape
         num_kv_heads = k.shape[1]
+        b = self.num_decode
+        if b:
+            decoded = self._decode(rows, q[:b], num_kv_heads).reshape(b, num_heads * head_dim)
+            if not self.extends:
+                return decoded  # a decode-only step: no copy into a combined output
         out = torch.empty(num_tokens, num_heads * head_dim, dtype=q.dtype, device=q.device)
-
-        if self.num_decode:
-            b = self.num_decode
-            out[:b] = self._decode(rows, q[:b], num_kv_heads).reshape(b, num_heads * head_dim)
+        if b:
+            out[:b] = decoded
 
         for ext in self.extends:
             s, n = ext.start, ext.q_len

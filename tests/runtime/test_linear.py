@@ -1,0 +1,43 @@
+"""The packed (oneDNN) linear layer: bit-identical to F.linear, or not used."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hive.runtime.engine.linear import Linear
+
+
+def _weights(dtype, bias):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(96, 64, generator=g).to(dtype)
+    b = torch.randn(96, generator=g).to(dtype) if bias else None
+    return w, b
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_output_is_bit_identical_to_f_linear(dtype, bias):
+    w, b = _weights(dtype, bias)
+    layer = Linear(w.clone(), None if b is None else b.clone())
+    for rows in (1, 3, 16, 100):
+        x = torch.randn(rows, 64).to(dtype)
+        assert torch.equal(layer(x), F.linear(x, w, b))
+    x = torch.randn(2, 5, 64).to(dtype)  # leading batch dims, as in F.linear
+    assert torch.equal(layer(x), F.linear(x, w, b))
+
+
+def test_bfloat16_is_packed_on_this_cpu_and_the_dense_copy_dropped():
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("torch built without oneDNN")
+    w, _ = _weights(torch.bfloat16, False)
+    layer = Linear(w)
+    if layer.packed is None:
+        pytest.skip("this CPU has no packed bfloat16 kernel")
+    assert layer.weight is None
+    assert layer.num_bytes == w.numel() * 2
+
+
+def test_float32_keeps_the_plain_kernel():
+    w, _ = _weights(torch.float32, False)
+    layer = Linear(w)
+    assert layer.packed is None and layer.weight is w
