@@ -1,8 +1,8 @@
 """The engine: schedule, run the model over the ragged batch, sample, post-process.
 
-`generate` drives the loop synchronously; `submit` is the asyncio interface:
-one task steps the engine while any submitted request is pending, yielding to
-the event loop between steps, so concurrent submits share batches.
+`generate` drives the loop synchronously; `submit` is the asyncio interface
+(serving.py): steps run on a worker thread while the event loop stays free,
+and concurrent submits share batches.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Engine(AsyncServing):
         )
         self.sampler = Sampler()
         self.device = device
-        self._loop_task = None
+        self._init_serving()
 
     @classmethod
     def from_pretrained(cls, model: str | None = None, **options: Any) -> Engine:
@@ -115,6 +115,23 @@ class Engine(AsyncServing):
         prompt_index: int = 0,
     ) -> list[Request]:
         """Validate and queue `params.n` requests for `prompt`; raise InvalidRequestError."""
+        requests = self.make_requests(
+            prompt, params, agent_id=agent_id, priority=priority, prompt_index=prompt_index
+        )
+        for request in requests:
+            self.scheduler.add(request)
+        return requests
+
+    def make_requests(
+        self,
+        prompt: Prompt,
+        params: SamplingParams | None = None,
+        *,
+        agent_id: str | None = None,
+        priority: int = 0,
+        prompt_index: int = 0,
+    ) -> list[Request]:
+        """Validate `prompt` and build its `params.n` requests without queueing them."""
         params = params or SamplingParams()
         if not isinstance(params, SamplingParams):
             raise InvalidRequestError(f"params must be SamplingParams, got {type(params).__name__}")
@@ -146,8 +163,6 @@ class Engine(AsyncServing):
             )
             for i in range(params.n)
         ]
-        for request in requests:
-            self.scheduler.add(request)
         return requests
 
     def has_unfinished(self) -> bool:
@@ -157,17 +172,21 @@ class Engine(AsyncServing):
 
     def step(self) -> list[Request]:
         """Run one scheduling + forward + sampling step; return requests finished in it."""
+        finished = self.advance()
+        for req in finished:
+            if req.on_finish is not None:
+                req.on_finish(req)
+        return finished
+
+    def advance(self) -> list[Request]:
+        """`step` without the finish callbacks (the async server runs them on its loop)."""
         schedule = self.scheduler.schedule()
         finished = list(schedule.failed)
         for req in schedule.failed:
             req.finish_reason = "error"
             self._stats.num_failed += 1
-        items = schedule.items
-        if items:
+        if schedule.items:
             finished += self._run(schedule)
-        for req in finished:
-            if req.on_finish is not None:
-                req.on_finish(req)
         return finished
 
     def _run(self, schedule: Any) -> list[Request]:
@@ -257,7 +276,7 @@ class Engine(AsyncServing):
         A prompt that is invalid gets a Completion with finish_reason "error" and
         the message in `error`; the other prompts are served normally.
         """
-        if self._loop_task is not None and not self._loop_task.done():
+        if self.is_serving:
             raise EngineError("generate() cannot run while the async loop is serving submits")
         params = params or SamplingParams()
         if not isinstance(params, SamplingParams):

@@ -1,16 +1,27 @@
 """The asyncio interface the plan executor uses.
 
-`submit` queues a request and awaits its completions; one task steps the
-engine while any request is pending and yields to the event loop between
-steps, so submits made concurrently are batched together by the scheduler.
+`submit` queues a request and awaits its completions. One serving task runs
+the engine while any request is pending: each step (schedule, forward,
+sample) runs on a worker thread, so the event loop stays free for the
+executor's own work (rendering prompts, extracting outputs, progress,
+traces) while the model computes; torch releases the GIL inside its kernels.
+
+Only the worker touches the scheduler while a step is in flight. Submits and
+aborts that arrive meanwhile wait in an inbox that the serving task applies
+between steps, and finish callbacks (which resolve asyncio futures) run on
+the event loop, never on the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import torch
 
 from hive.runtime.engine.errors import EngineError
 from hive.runtime.engine.prompts import Prompt
@@ -34,10 +45,20 @@ class GenerationRequest:
 
 
 class AsyncServing:
-    """Mixed into `Engine`: needs `add_request`, `step`, `completion`, `scheduler`."""
+    """Mixed into `Engine`: needs `make_requests`, `advance`, `completion`, `scheduler`."""
 
     scheduler: Scheduler
-    _loop_task: asyncio.Task[None] | None = None
+
+    def _init_serving(self) -> None:
+        self._loop_task: asyncio.Task[None] | None = None
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = None
+        self._step_in_flight: concurrent.futures.Future[list[Request]] | None = None
+        self._inbox: list[Callable[[], None]] = []
+
+    @property
+    def is_serving(self) -> bool:
+        """True while the async serving task runs (then `generate` must not)."""
+        return self._loop_task is not None and not self._loop_task.done()
 
     async def submit(self, request: GenerationRequest) -> list[Completion]:
         """Queue `request`; resolve to its `params.n` completions.
@@ -46,7 +67,7 @@ class AsyncServing:
         HiveError here; other submitted requests are unaffected.
         """
         loop = asyncio.get_running_loop()
-        requests = self.add_request(
+        requests = self.make_requests(  # validates: raises before anything is queued
             request.prompt, request.params, agent_id=request.agent_id, priority=request.priority
         )
         futures = []
@@ -54,16 +75,28 @@ class AsyncServing:
             future: asyncio.Future[Completion] = loop.create_future()
             req.on_finish = self._resolver(future)
             futures.append(future)
-        if self._loop_task is None or self._loop_task.done():
+        self._between_steps(lambda: [self.scheduler.add(req) for req in requests])
+        if not self.is_serving:
             self._loop_task = loop.create_task(self._serve())
         try:
             return list(await asyncio.gather(*futures))
         except BaseException:
             # Cancelled, timed out, or one sample failed: stop the others too, so
             # nobody decodes for a caller that is gone.
-            for req in requests:
-                self.scheduler.abort(req)
+            self._between_steps(lambda: [self.scheduler.abort(req) for req in requests])
             raise
+
+    def _between_steps(self, change: Callable[[], Any]) -> None:
+        """Apply a scheduler change now, or after the step in flight (loop thread only)."""
+        if self._step_in_flight is None:
+            change()
+        else:
+            self._inbox.append(change)
+
+    def _apply_inbox(self) -> None:
+        inbox, self._inbox = self._inbox, []
+        for change in inbox:
+            change()
 
     def _resolver(self, future: asyncio.Future[Completion]) -> Any:
         def resolve(req: Request) -> None:
@@ -76,13 +109,46 @@ class AsyncServing:
 
         return resolve
 
+    def _worker_thread(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._worker is None:
+            threads = torch.get_num_threads()  # the worker uses the caller's setting
+            self._worker = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix="hive-engine",
+                initializer=torch.set_num_threads,
+                initargs=(threads,),
+            )
+        return self._worker
+
+    def _wait_for_step(self) -> None:
+        """Block until the worker is done with the step in flight (its result is dropped)."""
+        step, self._step_in_flight = self._step_in_flight, None
+        if step is not None:
+            concurrent.futures.wait([step])
+
     async def _serve(self) -> None:
         try:
-            while self.scheduler.has_work():
-                self.step()
-                await asyncio.sleep(0)
+            while True:
+                self._apply_inbox()
+                if not self.scheduler.has_work():
+                    return
+                self._step_in_flight = self._worker_thread().submit(self.advance)
+                try:
+                    finished = await asyncio.wrap_future(self._step_in_flight)
+                except asyncio.CancelledError:
+                    # The loop is shutting down: let the worker finish before anyone
+                    # else touches the scheduler, then apply what arrived meanwhile.
+                    self._wait_for_step()
+                    self._apply_inbox()
+                    raise
+                self._step_in_flight = None
+                for req in finished:
+                    if req.on_finish is not None:
+                        req.on_finish(req)
         except Exception as exc:  # a bug: fail every waiter instead of hanging them
+            self._step_in_flight = None
             logger.exception("engine step failed; failing every pending request")
+            self._apply_inbox()
             for req in self.scheduler.running + self.scheduler.waiting:
                 self.scheduler.finish(req)
                 req.error, req.finish_reason = EngineError(f"engine failure: {exc!r}"), "error"
