@@ -1,9 +1,11 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hive.runtime.engine.errors import KVCacheTooSmallError
 from hive.runtime.engine.kv_pool import KVPool, PageAllocator, bytes_per_token, num_pages_for
-from hive.runtime.engine.page_table import build_csr_page_table, qo_indptr
+from hive.runtime.engine.page_table import PageList, build_csr_page_table, qo_indptr
 
 
 def test_allocator_hands_out_each_page_once():
@@ -82,3 +84,37 @@ def test_csr_page_table_partial_last_pages():
 def test_qo_indptr():
     out = qo_indptr([1, 1, 5])
     assert out.tolist() == [0, 1, 2, 7] and out.dtype == torch.int32
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("extend"), st.lists(st.integers(0, 999), max_size=40)),
+            st.tuples(st.just("replace"), st.lists(st.integers(0, 999), max_size=40)),
+            st.tuples(st.just("reset"), st.lists(st.integers(0, 999), max_size=40)),
+            st.tuples(st.just("sync"), st.just([])),
+        ),
+        max_size=30,
+    )
+)
+def test_page_list_mirror_follows_every_edit(edits):
+    pages = PageList()
+    for op, arg in edits:
+        if op == "extend":
+            pages.extend(arg)
+        elif op == "replace":
+            pages.replace_prefix(arg[: len(pages)])
+        elif op == "reset":
+            pages.reset(arg)
+        else:
+            pages.tensor()
+        assert pages.tensor().tolist() == pages.ids
+        assert pages.tensor().dtype == torch.long
+
+
+def test_csr_from_page_tensors_equals_from_lists():
+    lists = [[4, 0, 9, 3], [6, 2, 8]]
+    a = build_csr_page_table(lists, [9, 8], page_size=4)
+    b = build_csr_page_table([torch.tensor(x) for x in lists], [9, 8], page_size=4)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))

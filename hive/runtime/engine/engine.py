@@ -205,6 +205,7 @@ class Engine(AsyncServing):
             schedule.num_decode,
             [item.is_sampled for item in items],
             self.device,
+            [item.request.pages.tensor() for item in items],
         )
         started = time.perf_counter()
         logits = self.model.forward(batch, self.attention)

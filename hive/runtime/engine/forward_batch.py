@@ -3,7 +3,7 @@
 Requests are ordered decode first (one new token each, rows
 `[0, num_decode)`), then extends (prefill chunks). For request i,
 `q_lens[i]` new tokens attend to `kv_lens[i]` tokens (cached + new) held in
-the pages `page_tables[i]`.
+the pages `page_tables[i]` (also as an int64 tensor, `page_tensors[i]`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ class ForwardBatch:
     q_lens: list[int]
     kv_lens: list[int]
     page_tables: list[list[int]]
+    page_tensors: list[torch.Tensor]
     num_decode: int
     sample_indices: torch.Tensor  # (S,) int64 rows whose logits are needed
 
@@ -39,7 +40,11 @@ def build_forward_batch(
     num_decode: int,
     sample_flags: list[bool],
     device: torch.device | str,
+    page_tensors: list[torch.Tensor] | None = None,
 ) -> ForwardBatch:
+    """The step's batch; `page_tensors` (the requests' page mirrors) are built if absent."""
+    if page_tensors is None:
+        page_tensors = [torch.tensor(t, dtype=torch.long) for t in page_tables]
     input_ids: list[int] = []
     positions: list[int] = []
     q_lens, kv_lens, sample_rows = [], [], []
@@ -56,6 +61,7 @@ def build_forward_batch(
         q_lens=q_lens,
         kv_lens=kv_lens,
         page_tables=page_tables,
+        page_tensors=page_tensors,
         num_decode=num_decode,
         sample_indices=torch.tensor(sample_rows, dtype=torch.long, device=device),
     )

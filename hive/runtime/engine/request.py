@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hive.runtime.engine.errors import EngineError
+from hive.runtime.engine.page_table import PageList
 from hive.runtime.engine.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class Request:
         "agent_id",
         "priority",
         "status",
-        "page_ids",
+        "pages",
         "num_kv",
         "num_tree",
         "tree_node",
@@ -77,7 +78,7 @@ class Request:
         self.agent_id = agent_id
         self.priority = priority
         self.status = RequestStatus.WAITING
-        self.page_ids: list[int] = []
+        self.pages = PageList()
         self.num_kv = 0
         self.num_tree = 0
         self.tree_node: TreeNode | None = None
@@ -89,6 +90,11 @@ class Request:
         self.on_finish: Any = None
         self.stop_text_len: int | None = None  # chars of text kept when a stop string hit
         self.num_cached_prompt = 0  # prompt tokens served by the prefix cache (first admission)
+
+    @property
+    def page_ids(self) -> list[int]:
+        """The pages holding this request's K/V (read-only; edit through `pages`)."""
+        return self.pages.ids
 
     @property
     def tokens(self) -> list[int]:

@@ -84,7 +84,7 @@ class Scheduler:
         fit = min(num_tokens, (len(req.page_ids) + need) * ps - req.num_kv)
         if fit <= 0:
             return 0
-        req.page_ids.extend(
+        req.pages.extend(
             allocator.allocate(self.pool.pages_for(req.num_kv + fit) - len(req.page_ids))
         )
         return fit
@@ -103,7 +103,7 @@ class Scheduler:
         self.cache.lock(match.node)
         if req.tree_node is not None:
             self.cache.unlock(req.tree_node)
-        req.page_ids[: full // ps] = match.page_ids
+        req.pages.replace_prefix(match.page_ids)
         req.num_tree, req.tree_node = full, match.node
 
     def release(self, req: Request) -> None:
@@ -113,7 +113,8 @@ class Scheduler:
         self.pool.allocator.free(req.page_ids[req.num_tree // ps :])
         if req.tree_node is not None:
             self.cache.unlock(req.tree_node)
-        req.page_ids, req.num_kv, req.num_tree, req.tree_node = [], 0, 0, None
+        req.pages.reset()
+        req.num_kv, req.num_tree, req.tree_node = 0, 0, None
 
     def preempt(self, req: Request) -> None:
         self.running.remove(req)
@@ -207,7 +208,7 @@ class Scheduler:
                 continue
             self.cache.lock(match.node)
             self.cache.record_use(match.node, req.agent_id, req.priority)
-            req.page_ids = list(match.page_ids)
+            req.pages.reset(match.page_ids)
             req.num_kv = req.num_tree = match.num_tokens
             req.tree_node = match.node
             n = self._reserve_upto(req, min(req.num_pending, budget))
@@ -249,6 +250,7 @@ class Scheduler:
         for req in self.running:
             owned.extend(req.page_ids[req.num_tree // self.pool.page_size :])
             assert len(req.page_ids) >= self.pool.pages_for(req.num_kv)
+            assert req.pages.tensor().tolist() == req.page_ids, "stale page tensor"
         free = self.pool.allocator.free_page_ids()
         assert len(owned) == len(set(owned)), "a page is owned twice"
         assert not free & set(owned), "a page is both free and owned"

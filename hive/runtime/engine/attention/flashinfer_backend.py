@@ -35,9 +35,9 @@ def plan_inputs(batch: ForwardBatch, page_size: int, device: Any = "cpu") -> Pla
     d = batch.num_decode
     decode = extend = extend_qo = None
     if d:
-        decode = build_csr_page_table(batch.page_tables[:d], batch.kv_lens[:d], page_size, device)
+        decode = build_csr_page_table(batch.page_tensors[:d], batch.kv_lens[:d], page_size, device)
     if batch.num_requests > d:
-        extend = build_csr_page_table(batch.page_tables[d:], batch.kv_lens[d:], page_size, device)
+        extend = build_csr_page_table(batch.page_tensors[d:], batch.kv_lens[d:], page_size, device)
         extend_qo = qo_indptr(batch.q_lens[d:], device)
     return PlanInputs(decode, extend, extend_qo)
 

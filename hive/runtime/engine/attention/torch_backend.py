@@ -106,7 +106,7 @@ class TorchAttentionBackend(BaseAttentionBackend):
             if kv_len == q_len:
                 self.extends.append(_Extend(start, q_len, None, None))
             else:
-                pages = torch.tensor(batch.page_tables[i], dtype=torch.long, device=device)
+                pages = batch.page_tensors[i][: self.pool.pages_for(kv_len)].to(device)
                 rows = page_rows(pages, torch.arange(kv_len, device=device), ps)
                 q_pos = torch.arange(kv_len - q_len, kv_len, device=device)
                 mask = torch.arange(kv_len, device=device)[None, :] <= q_pos[:, None]
@@ -122,8 +122,8 @@ class TorchAttentionBackend(BaseAttentionBackend):
         self.groups: list[_PrefixGroup] = []
         if _flash_with_lse is not None and device.type == "cpu":
             for members, shared in shared_prefix_groups(tables, kv_lens, ps):
-                pages = torch.tensor(tables[members[0]][: shared // ps], dtype=torch.long)
-                k_rows = page_rows(pages.to(device), torch.arange(shared, device=device), ps)
+                pages = batch.page_tensors[members[0]][: shared // ps].to(device)
+                k_rows = page_rows(pages, torch.arange(shared, device=device), ps)
                 index = torch.tensor(members, dtype=torch.long, device=device)
                 self.groups.append(_PrefixGroup(index, k_rows, k_rows + ps))
                 for i in members:
@@ -132,11 +132,16 @@ class TorchAttentionBackend(BaseAttentionBackend):
         length = max(n - s for n, s in zip(kv_lens, starts, strict=True))
         first = [s // ps for s in starts]
         num_pages = pool.pages_for(length)
-        padded = [
-            t[f : f + num_pages] + [0] * (num_pages - len(t[f : f + num_pages]))
-            for t, f in zip(tables, first, strict=True)
+        pages = torch.zeros(b, num_pages, dtype=torch.long)
+        own_pages = [
+            t[f : f + num_pages] for t, f in zip(batch.page_tensors[:b], first, strict=True)
         ]
-        pages = torch.tensor(padded, dtype=torch.long, device=device)
+        if all(p.shape[0] == num_pages for p in own_pages):
+            torch.stack(own_pages, out=pages)
+        else:
+            for row, p in enumerate(own_pages):
+                pages[row, : p.shape[0]] = p
+        pages = pages.to(device)
         positions = torch.arange(length, device=device)
         rows = page_rows(pages, positions, ps)  # (B, L)
         own = torch.tensor([n - s for n, s in zip(kv_lens, starts, strict=True)], device=device)
