@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hive.runtime.engine.request import Request
-from hive.runtime.engine.sampler import Sampler, filtered_probs, sample_from_probs
+from hive.runtime.engine.sampler import Sampler, apply_penalties, filtered_probs, sample_from_probs
 from hive.runtime.engine.sampling_params import SamplingParams
 
 
@@ -143,3 +143,44 @@ def test_low_temperature_leaves_no_subnormal_probabilities():
     positive = probs[probs > 0]
     assert positive.min() >= torch.finfo(torch.float32).tiny
     assert int(probs.argmax()) == 4999 and math.isclose(float(probs.sum()), 1.0, rel_tol=1e-5)
+
+
+def _penalised_reference(row, request):
+    """One row, the textbook way: a set of seen ids, a bincount of the outputs."""
+    row = row.clone()
+    p = request.params
+    if p.repetition_penalty != 1.0:
+        ids = torch.tensor(sorted(set(request.prompt_ids + request.output_ids)))
+        seen = row[ids]
+        row[ids] = torch.where(seen > 0, seen / p.repetition_penalty, seen * p.repetition_penalty)
+    if (p.frequency_penalty or p.presence_penalty) and request.output_ids:
+        counts = torch.bincount(torch.tensor(request.output_ids), minlength=row.shape[0]).float()
+        row -= p.frequency_penalty * counts
+        row -= p.presence_penalty * (counts > 0).float()
+    return row
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31))
+def test_batched_penalties_match_the_per_row_reference(seed):
+    g = torch.Generator().manual_seed(seed)
+    vocab = 50
+    logits = torch.randn(5, vocab, generator=g) * 3
+    choices = [
+        SamplingParams(),
+        SamplingParams(repetition_penalty=1.3),
+        SamplingParams(frequency_penalty=0.4, presence_penalty=0.7),
+        SamplingParams(repetition_penalty=0.8, frequency_penalty=-0.2),
+    ]
+    requests = []
+    for row in range(5):
+        ids = lambda n: torch.randint(0, vocab, (n,), generator=g).tolist()  # noqa: E731
+        r = req(choices[(seed + row) % 4], prompt=ids(1 + row * 3))
+        r.token_tensor()  # a stale mirror must catch up with the outputs below
+        r.output_ids.extend(ids(row * 4))
+        requests.append(r)
+    before = logits.clone()
+    got = apply_penalties(logits, requests)
+    assert torch.equal(logits, before)  # the input is not modified
+    for row, r in enumerate(requests):
+        assert torch.equal(got[row], _penalised_reference(logits[row], r))

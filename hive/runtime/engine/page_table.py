@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import torch
 
+from hive.runtime.engine.int_mirror import Int64Mirror
+
 
 class PageList:
     """A request's KV pages, in order; `tensor()` is an int64 mirror of `ids`.
@@ -28,12 +30,11 @@ class PageList:
     mirror stale).
     """
 
-    __slots__ = ("ids", "_mirror", "_synced")
+    __slots__ = ("ids", "_mirror")
 
     def __init__(self, pages: Sequence[int] = ()) -> None:
         self.ids: list[int] = list(pages)
-        self._mirror = torch.empty(max(16, len(self.ids)), dtype=torch.long)
-        self._synced = 0  # ids[:_synced] == _mirror[:_synced]
+        self._mirror = Int64Mirror()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -47,23 +48,15 @@ class PageList:
         if head != pages:
             first = next(i for i, (a, b) in enumerate(zip(head, pages, strict=True)) if a != b)
             self.ids[: len(pages)] = pages
-            self._synced = min(self._synced, first)
+            self._mirror.invalidate(first)
 
     def reset(self, pages: Sequence[int] = ()) -> None:
         self.ids = list(pages)
-        self._synced = 0
+        self._mirror.invalidate()
 
     def tensor(self) -> torch.Tensor:
         """The pages as an int64 CPU tensor (a view; valid until the next edit)."""
-        n = len(self.ids)
-        if n > self._mirror.shape[0]:
-            grown = torch.empty(max(n, 2 * self._mirror.shape[0]), dtype=torch.long)
-            grown[: self._synced] = self._mirror[: self._synced]
-            self._mirror = grown
-        if self._synced < n:
-            self._mirror[self._synced : n] = torch.tensor(self.ids[self._synced :])
-            self._synced = n
-        return self._mirror[:n]
+        return self._mirror.view(self.ids)
 
 
 class CSRPageTable(NamedTuple):

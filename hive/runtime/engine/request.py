@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hive.runtime.engine.errors import EngineError
+from hive.runtime.engine.int_mirror import Int64Mirror
 from hive.runtime.engine.page_table import PageList
 from hive.runtime.engine.sampling_params import SamplingParams
 
@@ -45,6 +46,7 @@ class Request:
         "priority",
         "status",
         "pages",
+        "_token_mirror",
         "num_kv",
         "num_tree",
         "tree_node",
@@ -79,6 +81,7 @@ class Request:
         self.priority = priority
         self.status = RequestStatus.WAITING
         self.pages = PageList()
+        self._token_mirror = Int64Mirror()
         self.num_kv = 0
         self.num_tree = 0
         self.tree_node: TreeNode | None = None
@@ -99,6 +102,10 @@ class Request:
     @property
     def tokens(self) -> list[int]:
         return self.prompt_ids + self.output_ids
+
+    def token_tensor(self) -> torch.Tensor:
+        """prompt + output ids as an int64 CPU tensor (a view, valid until the next token)."""
+        return self._token_mirror.view(self.prompt_ids, self.output_ids)
 
     @property
     def num_tokens(self) -> int:

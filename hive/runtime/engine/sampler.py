@@ -25,20 +25,57 @@ def draw_uniform(generator: torch.Generator) -> float:
     return float(torch.rand((), generator=generator, dtype=torch.float64))
 
 
-def apply_penalties(logits: torch.Tensor, request: Request) -> None:
-    """In place on one row: repetition (prompt + output), frequency and presence (output)."""
-    params = request.params
-    if params.repetition_penalty != 1.0:
-        ids = torch.tensor(sorted(set(request.prompt_ids + request.output_ids)), dtype=torch.long)
-        ids = ids.to(logits.device)
-        seen = logits[ids]
-        penalty = params.repetition_penalty
-        logits[ids] = torch.where(seen > 0, seen / penalty, seen * penalty)
-    if (params.frequency_penalty or params.presence_penalty) and request.output_ids:
-        out = torch.tensor(request.output_ids, dtype=torch.long, device=logits.device)
-        counts = torch.bincount(out, minlength=logits.shape[-1]).to(logits.dtype)
-        logits -= params.frequency_penalty * counts
-        logits -= params.presence_penalty * (counts > 0).to(logits.dtype)
+def apply_penalties(logits: torch.Tensor, requests: Sequence[Request]) -> torch.Tensor:
+    """Logits after each row's penalties (a new tensor if any row has some).
+
+    Repetition (prompt + output tokens: positive logits divided, negative
+    multiplied), then frequency and presence (output tokens). All rows at once:
+    each request's ids come from its token mirror, scattered into one
+    `(rows, vocab)` mask or count matrix.
+    """
+    rows = [i for i, r in enumerate(requests) if r.params.has_penalties]
+    if not rows:
+        return logits
+    logits = logits.clone()
+    device, dtype = logits.device, logits.dtype
+    rep = [i for i in rows if requests[i].params.repetition_penalty != 1.0]
+    if rep:
+        row_index, ids = _scatter_index([requests[i].token_tensor() for i in rep], device)
+        seen = torch.zeros(len(rep), logits.shape[1], dtype=torch.bool, device=device)
+        seen[row_index, ids] = True
+        penalty = torch.tensor([requests[i].params.repetition_penalty for i in rep], dtype=dtype)
+        penalty = penalty.to(device)[:, None]
+        sub = logits[rep]
+        penalized = torch.where(sub > 0, sub / penalty, sub * penalty)
+        logits[rep] = torch.where(seen, penalized, sub)
+    freq = [
+        i
+        for i in rows
+        if (requests[i].params.frequency_penalty or requests[i].params.presence_penalty)
+        and requests[i].output_ids
+    ]
+    if freq:
+        outputs = [requests[i].token_tensor()[len(requests[i].prompt_ids) :] for i in freq]
+        row_index, ids = _scatter_index(outputs, device)
+        counts = torch.zeros(len(freq), logits.shape[1], dtype=dtype, device=device)
+        counts.index_put_((row_index, ids), torch.ones_like(ids, dtype=dtype), accumulate=True)
+        params = [requests[i].params for i in freq]
+        frequency = torch.tensor([p.frequency_penalty for p in params], dtype=dtype)
+        presence = torch.tensor([p.presence_penalty for p in params], dtype=dtype)
+        sub = logits[freq]
+        sub -= frequency.to(device)[:, None] * counts
+        sub -= presence.to(device)[:, None] * (counts > 0).to(dtype)
+        logits[freq] = sub
+    return logits
+
+
+def _scatter_index(
+    id_lists: list[torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, id) pairs of every id of every row, for one scatter into a (rows, vocab) matrix."""
+    lengths = torch.tensor([t.shape[0] for t in id_lists])
+    row_index = torch.repeat_interleave(torch.arange(len(id_lists)), lengths)
+    return row_index.to(device), torch.cat(id_lists).to(device)
 
 
 def filtered_probs(logits: torch.Tensor, params: Sequence[SamplingParams]) -> torch.Tensor:
@@ -138,11 +175,7 @@ class Sampler:
         raw_logprobs = None
         if any(r.params.logprobs for r in requests):
             raw_logprobs = torch.log_softmax(logits, dim=-1)
-        if any(r.params.has_penalties for r in requests):
-            logits = logits.clone()
-            for row, request in enumerate(requests):
-                if request.params.has_penalties:
-                    apply_penalties(logits[row], request)
+        logits = apply_penalties(logits, requests)
         uniforms = torch.tensor([draw_uniform(r.generator) for r in requests], dtype=torch.float64)
         if all(r.params.is_greedy for r in requests):
             tokens = logits.argmax(dim=-1)  # what filtered_probs + sample_from_probs give

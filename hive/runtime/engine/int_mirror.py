@@ -1,0 +1,43 @@
+"""A growing int64 tensor that mirrors a Python list, copying only what changed.
+
+The scheduler keeps token ids and page ids in Python lists (cheap to edit
+one at a time); the model side wants tensors. Converting whole lists every
+step costs O(total length) in Python per step; a mirror copies the entries
+appended (or marked changed) since the last read, usually one a step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+class Int64Mirror:
+    __slots__ = ("_buf", "_synced")
+
+    def __init__(self) -> None:
+        self._buf = torch.empty(16, dtype=torch.long)
+        self._synced = 0  # entries [0, _synced) of the buffer match the mirrored values
+
+    def invalidate(self, start: int = 0) -> None:
+        """Entries from `start` on changed (or were removed) since the last read."""
+        self._synced = min(self._synced, start)
+
+    def view(self, *parts: Sequence[int]) -> torch.Tensor:
+        """The concatenation of `parts` as a CPU int64 tensor (valid until the next call)."""
+        total = sum(len(p) for p in parts)
+        if total > self._buf.shape[0]:
+            grown = torch.empty(max(total, 2 * self._buf.shape[0]), dtype=torch.long)
+            grown[: self._synced] = self._buf[: self._synced]
+            self._buf = grown
+        self._synced = min(self._synced, total)
+        offset = 0
+        for part in parts:
+            end = offset + len(part)
+            if self._synced < end:
+                start = max(self._synced, offset)
+                self._buf[start:end] = torch.tensor(part[start - offset :], dtype=torch.long)
+                self._synced = end
+            offset = end
+        return self._buf[:total]
