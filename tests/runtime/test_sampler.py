@@ -5,7 +5,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hive.runtime.engine.request import Request
-from hive.runtime.engine.sampler import Sampler, apply_penalties, filtered_probs, sample_from_probs
+from hive.runtime.engine.sampler import (
+    Sampler,
+    apply_penalties,
+    filtered_probs,
+    sample_from_probs,
+    top_p_cutoff,
+)
 from hive.runtime.engine.sampling_params import SamplingParams
 
 
@@ -184,3 +190,29 @@ def test_batched_penalties_match_the_per_row_reference(seed):
     assert torch.equal(logits, before)  # the input is not modified
     for row, r in enumerate(requests):
         assert torch.equal(got[row], _penalised_reference(logits[row], r))
+
+
+def _top_p_cutoff_by_full_sort(kept, top_p):
+    sorted_probs = torch.sort(kept, dim=-1, descending=True).values
+    mass = top_p[:, None] * kept.sum(dim=-1, keepdim=True)
+    before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+    last = (before < mass).sum(dim=-1, keepdim=True) - 1
+    return sorted_probs.gather(1, last).squeeze(1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    vocab=st.sampled_from([3, 200, 256, 257, 3000, 40000]),
+    sharpness=st.sampled_from([0.01, 1.0, 8.0]),
+    top_p=st.floats(0.01, 0.999),
+)
+def test_top_p_cutoff_equals_the_full_sort(seed, vocab, sharpness, top_p):
+    """Flat rows push the nucleus past the first 256 candidates (k grows); ties included."""
+    g = torch.Generator().manual_seed(seed)
+    kept = torch.softmax(torch.randn(4, vocab, generator=g) * sharpness, dim=-1)
+    kept[1] = torch.round(kept[1] * 50) / 50  # many exact ties
+    kept[1, 0] += 0.01  # and some mass
+    kept[2, vocab // 2 :] = 0.0  # a filtered tail
+    p = torch.full((4,), top_p)
+    assert torch.equal(top_p_cutoff(kept, p), _top_p_cutoff_by_full_sort(kept, p))
