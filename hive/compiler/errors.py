@@ -81,7 +81,13 @@ def _position(d: Diagnostic) -> tuple[str, int, int]:
     return (d.span.file, d.span.line, d.span.col)
 
 
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to `name`, or None when nothing is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A hint naming the closest candidate, or None when nothing is close."""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    close = closest(name, candidates)
+    return f"did you mean '{close}'?" if close else None

@@ -50,6 +50,8 @@ class Node:
     type: Type = field(default_factory=lambda: Type("any"))
     span: Span | None = None
     regions: list[Region] = field(default_factory=list)
+    # Where each keyword argument is written, so diagnostics point at it (not in the plan).
+    arg_spans: dict[str, Span] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def agent(self) -> str | None:

@@ -34,11 +34,19 @@ class _Lowerer:
         self.local_only: dict[str, str] = {}
 
     def new(
-        self, region: Region, opcode: str, pos: int, inputs=(), regions=(), **attrs: Any
+        self,
+        region: Region,
+        opcode: str,
+        pos: int,
+        inputs=(),
+        regions=(),
+        keywords: tuple[ast.Keyword, ...] = (),
+        **attrs: Any,
     ) -> int:
         node = Node(
             self.next_id, opcode, list(inputs), attrs, span=self.locate(pos), regions=list(regions)
         )
+        node.arg_spans = {kw.name: self.locate(kw.pos) for kw in keywords}
         self.next_id += 1
         region.nodes.append(node)
         return node.id
@@ -211,7 +219,7 @@ class _Lowerer:
             names.append(kw.name)
             inputs.append(self.expr(kw.value, region, env))
         return self.new(
-            region, op, pos, inputs, regions,
+            region, op, pos, inputs, regions, call.kwargs,
             agent=call.name, arg_names=names, num_positional=len(call.args), **attrs,
         )  # fmt: skip
 
@@ -262,7 +270,12 @@ class _Lowerer:
         op = name if name in COMBINATORS else "builtin"
         if op == "builtin":
             attrs["name"] = name
-        return self.new(region, op, call.pos, inputs, regions, **attrs)
+        return self.new(region, op, call.pos, inputs, regions, call.kwargs, **attrs)
+
+
+def keyword_names(builtin: str) -> list[str]:
+    """The keyword arguments a built-in or combinator takes (for did-you-mean hints)."""
+    return sorted(set(LITERAL_ARGS.get(builtin, ())) | set(_LAMBDA_ARGS.get(builtin, {})))
 
 
 # Keyword arguments that take a literal value, per built-in.

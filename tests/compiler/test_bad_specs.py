@@ -169,12 +169,14 @@ FLOW_CASES = [
     ("agent-as-value", "r = solver\nreturn r", 10, 7, "'solver' is an agent; call it", None),
     ("underscore-outside-lambda", "r = solver(question=_)\nreturn r", 10, 23, "'_' is only defined inside", None),
     # Arguments.
-    ("duplicate-argument", "r = solver(question=question, question=question)\nreturn r", 10, 7, "parameter 'question' of 'solver' is given twice", None),
-    ("unknown-parameter", "r = solver(q=question)\nreturn r", 10, 7, "agent 'solver' has no parameter 'q'", "it takes question"),
+    ("duplicate-argument", "r = solver(question=question, question=question)\nreturn r", 10, 33, "parameter 'question' of 'solver' is given twice", None),
+    ("unknown-parameter", "r = solver(question, q=1)\nreturn r", 10, 24, "agent 'solver' has no parameter 'q'", "it takes question"),
+    ("misspelt-parameter", "r = solver(qestion=question)\nreturn r", 10, 14, "agent 'solver' has no parameter 'qestion'", "did you mean 'question'?"),
+    ("misspelt-combinator-kwarg", "rs = sample solver(question) x 3\nv = vote(rs, bye=answer)\nreturn v", 11, 16, "vote() has no argument 'bye'", "did you mean 'by'?"),
     ("missing-argument", "r = solver()\nreturn r", 10, 7, "missing argument(s) for 'solver': question", None),
     ("positional-without-name", 'r = solver("hi")\nreturn r', 10, 7, "argument 1 of 'solver' needs a parameter name", "write <param>=<value>"),
     ("builtin-wrong-arity", "r = solver(question)\nreturn len(r, r)", 11, 10, "len() takes 1 argument(s), got 2", None),
-    ("builtin-unknown-kwarg", "r = solver(question)\nreturn len(r, sep=1)", 11, 10, "len() has no argument 'sep'", None),
+    ("builtin-unknown-kwarg", "r = solver(question)\nreturn len(r, sep=1)", 11, 17, "len() has no argument 'sep'", None),
     # Futures, combinators, bounds.
     ("future-without-join", "h = spawn solver(question)\nreturn {answer: h.answer}", 11, 21, "cannot read '.answer' of a spawned call", "join it first"),
     ("future-as-argument", "h = spawn solver(question)\nr = solver(question=h)\nreturn r", 11, 7, "spawned call that was not joined", "join it first"),
@@ -557,3 +559,21 @@ def test_exponent_without_a_dot_is_a_number(tmp_path):
     plan = compile_loaded(load_spec(path)).plan
     ret = next(n for n in plan.graph.body.nodes if n.op == "return")
     assert str(ret.type) == "{answer: string, big: number}"
+
+
+@pytest.mark.parametrize(
+    "flow",
+    [
+        "r = solver(qestion=question)\nreturn r",
+        "rs = sample solver(question) x 3\nv = vote(rs, bye=answer)\nreturn v",
+    ],
+    ids=["agent-parameter", "combinator-keyword"],
+)
+def test_a_misspelt_keyword_is_one_error_not_two(tmp_path, flow):
+    """No follow-up 'missing argument' / 'needs by=' for the name the misspelling meant."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(with_flow(flow), encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        compile_loaded(load_spec(path))
+    errors = [d for d in info.value.diagnostics if d.severity == "error"]
+    assert len(errors) == 1, info.value.format()

@@ -11,9 +11,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from hive.compiler.agents import AgentInfo
-from hive.compiler.errors import Diagnostic, did_you_mean
+from hive.compiler.errors import Diagnostic, closest, did_you_mean
 from hive.compiler.ir import Graph, Node, Region, loop_iterations
-from hive.compiler.lower import BUILTINS
+from hive.compiler.lower import BUILTINS, keyword_names
 from hive.compiler.source import SourceDoc
 from hive.compiler.spec import Spec
 from hive.compiler.types import (
@@ -53,6 +53,7 @@ class _Resolver:
         self.types: dict[int, Type] = {}
         self.unresolved: set[int] = set()  # values already reported as undefined
         self.diagnostics: list[Diagnostic] = []
+        self.meant: dict[int, set[str]] = {}  # node id -> names its misspelt keywords meant
         self.inputs = spec.input_specs()
         # Extra passes over loop bodies (to find the types later iterations see) are
         # bounded in total, so nested loops cannot multiply them without limit.
@@ -67,9 +68,27 @@ class _Resolver:
         finally:
             self.diagnostics = kept
 
-    def error(self, node: Node, message: str, hint: str | None = None) -> None:
-        assert node.span is not None
-        self.diagnostics.append(self.doc.diagnostic("error", message, node.span, hint))
+    def error(
+        self, node: Node, message: str, hint: str | None = None, keyword: str | None = None
+    ) -> None:
+        """Report at the node, or at its keyword argument `keyword` where one is written."""
+        span = node.arg_spans.get(keyword, node.span) if keyword is not None else node.span
+        assert span is not None
+        self.diagnostics.append(self.doc.diagnostic("error", message, span, hint))
+
+    def misspelt_keyword(
+        self, node: Node, key: str, choices: list[str], message: str, takes: str | None = None
+    ) -> None:
+        """An unknown keyword: reported at the keyword, with the name it probably meant
+        remembered so that the follow-up error ("missing ...") is not reported too."""
+        meant = closest(key, choices)
+        if meant is not None:
+            self.meant.setdefault(node.id, set()).add(meant)
+            hint: str | None = f"did you mean '{meant}'?"
+        else:
+            takes = takes or (", ".join(choices) if choices else None)
+            hint = f"it takes {takes}" if takes else None
+        self.error(node, message, hint, keyword=key)
 
     def t(self, value: int) -> Type:
         return self.types.get(value, ANY)
@@ -283,11 +302,12 @@ class _Resolver:
         """Report keyword arguments that lowering could not take (see lower.LITERAL_ARGS)."""
         what = node.attrs.get("name", node.op)
         for key in node.attrs.get("bad_kwargs", []):
-            self.error(node, f"argument '{key}' of {what}() must be a literal")
+            self.error(node, f"argument '{key}' of {what}() must be a literal", keyword=key)
         for key in node.attrs.get("unknown_kwargs", []):
-            self.error(node, f"{what}() has no argument '{key}'")
+            message = f"{what}() has no argument '{key}'"
+            self.misspelt_keyword(node, key, keyword_names(what), message)
         for key in node.attrs.get("duplicate_kwargs", []):
-            self.error(node, f"argument '{key}' of {what}() is given twice")
+            self.error(node, f"argument '{key}' of {what}() is given twice", keyword=key)
 
     # -- agent calls ------------------------------------------------------------
 
@@ -327,13 +347,14 @@ class _Resolver:
                     continue
                 arg = info.params[i]
             elif arg not in info.params:
-                hint = did_you_mean(arg, info.params) or f"it takes {_params(info)}"
-                self.error(node, f"agent '{name}' has no parameter '{arg}'", hint)
+                message = f"agent '{name}' has no parameter '{arg}'"
+                self.misspelt_keyword(node, arg, list(info.params), message, _params(info))
                 continue
             if arg in bound:
-                self.error(node, f"parameter '{arg}' of '{name}' is given twice")
+                self.error(node, f"parameter '{arg}' of '{name}' is given twice", keyword=arg)
             bound.append(arg)
-        missing = [p for p in info.params if p not in bound]
+        meant = self.meant.get(node.id, set())
+        missing = [p for p in info.params if p not in bound and p not in meant]
         if missing and not is_misspelt:
             self.error(node, f"missing argument(s) for '{name}': {', '.join(missing)}")
         if len(bound) == len(node.inputs):
@@ -453,7 +474,7 @@ class _Resolver:
                     f"best's scorer must give a number, not {result}",
                     "extract a number, e.g. extract: {score: {regex: '(\\d+)', type: number}}",
                 )
-        else:
+        elif "by" not in self.meant.get(node.id, set()):
             self.error(node, f"{node.op}() needs by=<field> or by=<expression over _>")
 
     def op_vote(self, node: Node) -> Type:
