@@ -164,7 +164,7 @@ def generate(
     dtype: Annotated[
         str | None,
         typer.Option(
-            help="float32 (exact, the CPU default), bfloat16 (fast on AMX CPUs), float16."
+            help="float32 (the CPU default; matches transformers), bfloat16 (fast on AMX CPUs), float16."
         ),
     ] = None,
 ) -> None:
@@ -212,9 +212,7 @@ def bench_engine(
     model: Annotated[str | None, typer.Option(help="Model to run both engines on.")] = None,
     dtype: Annotated[
         str,
-        typer.Option(
-            help="bfloat16 (fast on AMX CPUs; transformers float32 runs too) or float32 (exact)."
-        ),
+        typer.Option(help="bfloat16 (fast on AMX CPUs; transformers float32 runs too) or float32."),
     ] = "bfloat16",
 ) -> None:
     """Hive's engine against transformers generate / generate_batch on the same workloads."""

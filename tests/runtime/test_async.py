@@ -4,6 +4,7 @@ import asyncio
 import threading
 
 import pytest
+import torch
 from runtime_helpers import prompts_for
 
 from hive.runtime import Engine, GenerationRequest, SamplingParams
@@ -143,3 +144,40 @@ def test_cancel_during_a_step_aborts_after_it(tiny_llama):
     assert not engine.scheduler.running and not engine.scheduler.waiting
     assert engine.stats()["num_decode_tokens"] < 5
     engine.scheduler.check_invariants()
+
+
+def test_submit_under_the_callers_inference_mode(tiny_llama):
+    """Requests built under inference_mode are updated by the worker, outside it."""
+    engine = Engine.from_hf(tiny_llama, kv_cache_tokens=2048)
+    params = SamplingParams(temperature=0, max_tokens=5, repetition_penalty=1.2)
+
+    async def main():
+        with torch.inference_mode():
+            return await engine.submit(GenerationRequest([5, 6, 7], params))
+
+    (completion,) = asyncio.run(main())
+    assert completion.finish_reason == "length" and len(completion.token_ids) == 5
+
+
+def test_cancelling_the_server_mid_step_still_resolves_what_the_step_finished(tiny_llama):
+    engine = Engine.from_hf(tiny_llama, kv_cache_tokens=2048)
+    forward = engine.model.forward
+    in_step, release = threading.Event(), threading.Event()
+
+    def slow_forward(batch, attention):
+        in_step.set()
+        release.wait(5)
+        return forward(batch, attention)
+
+    engine.model.forward = slow_forward
+
+    async def main():
+        one_token = SamplingParams(max_tokens=1)
+        task = asyncio.create_task(engine.submit(GenerationRequest([1, 2, 3], one_token)))
+        await asyncio.to_thread(in_step.wait, 5)
+        engine._loop_task.cancel()
+        release.set()
+        return await asyncio.wait_for(task, 5)
+
+    (completion,) = asyncio.run(main())
+    assert len(completion.token_ids) == 1

@@ -216,3 +216,30 @@ def test_top_p_cutoff_equals_the_full_sort(seed, vocab, sharpness, top_p):
     kept[2, vocab // 2 :] = 0.0  # a filtered tail
     p = torch.full((4,), top_p)
     assert torch.equal(top_p_cutoff(kept, p), _top_p_cutoff_by_full_sort(kept, p))
+
+
+def test_a_full_vocabulary_row_samples_the_same_alone_and_in_a_batch():
+    """With a real vocabulary, torch splits a lone row's reductions across threads; the
+    sampler must add in an order that does not depend on how many rows there are."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(7)
+        logits = torch.randn(6, 49152, generator=g) * 2
+        params = [
+            SamplingParams(temperature=0.8),
+            SamplingParams(temperature=1.0, top_p=0.9),
+            SamplingParams(temperature=0.7, top_k=40, top_p=0.95),
+            SamplingParams(temperature=1.3, min_p=0.02),
+            SamplingParams(temperature=0.5),
+            SamplingParams(temperature=1.0, top_p=0.5),
+        ]
+        together = filtered_probs(logits, params)
+        u = torch.rand(6, generator=g, dtype=torch.float64)
+        tokens = sample_from_probs(together, u)
+        for i, p in enumerate(params):
+            alone = filtered_probs(logits[i : i + 1], [p])
+            assert torch.equal(alone[0], together[i]), i
+            assert sample_from_probs(alone, u[i : i + 1]).item() == tokens[i].item()
+    finally:
+        torch.set_num_threads(threads)

@@ -201,7 +201,7 @@ def machine() -> str:
 def run_bench(
     model: str | None = None, quick: bool = False, dtype: str = "float32"
 ) -> dict[str, Any]:
-    """Both engines run in `dtype` (float32: exact; bfloat16: uses AMX where the CPU has it)."""
+    """Both engines run in `dtype` (bfloat16 uses AMX where the CPU has it)."""
     from hive.runtime.engine.model_loader import load_hf_model, resolve_model
 
     allocator_tuned = keep_freed_memory()  # process-wide: both engines run with it

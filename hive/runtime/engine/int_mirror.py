@@ -17,7 +17,7 @@ class Int64Mirror:
     __slots__ = ("_buf", "_synced")
 
     def __init__(self) -> None:
-        self._buf = torch.empty(16, dtype=torch.long)
+        self._buf = _plain_empty(16)
         self._synced = 0  # entries [0, _synced) of the buffer match the mirrored values
 
     def invalidate(self, start: int = 0) -> None:
@@ -28,7 +28,7 @@ class Int64Mirror:
         """The concatenation of `parts` as a CPU int64 tensor (valid until the next call)."""
         total = sum(len(p) for p in parts)
         if total > self._buf.shape[0]:
-            grown = torch.empty(max(total, 2 * self._buf.shape[0]), dtype=torch.long)
+            grown = _plain_empty(max(total, 2 * self._buf.shape[0]))
             grown[: self._synced] = self._buf[: self._synced]
             self._buf = grown
         self._synced = min(self._synced, total)
@@ -41,3 +41,12 @@ class Int64Mirror:
                 self._synced = end
             offset = end
         return self._buf[:total]
+
+
+def _plain_empty(size: int) -> torch.Tensor:
+    """A buffer that is never an inference tensor, whichever thread or mode makes it: a
+    request built under a caller's `torch.inference_mode()` is later updated by the
+    engine's worker thread, outside it (in-place updates of inference tensors fail there).
+    """
+    with torch.inference_mode(False):
+        return torch.empty(size, dtype=torch.long)

@@ -85,6 +85,8 @@ class LlamaModel:
         }
         self.embed = state["embed_tokens.weight"]
         head = state.get("lm_head.weight")
+        # With tied embeddings and a packed (bf16 CPU) head, the head is a second copy of
+        # the table: the lookup needs plain rows, the matmul the packed layout.
         self.lm_head = Linear(self.embed if args.tie_word_embeddings or head is None else head)
         self.norm = state["norm.weight"]
         self.layers = [LayerWeights(state, f"layers.{i}.") for i in range(args.num_layers)]

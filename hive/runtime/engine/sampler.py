@@ -18,6 +18,7 @@ from hive.runtime.engine.request import Request
 from hive.runtime.engine.sampling_params import SamplingParams
 
 SUBNORMAL_CUT = 70.0  # exp(-70) / vocab stays a normal float32 for any vocabulary < 10^7
+CDF_BLOCK = 1024  # tokens per block: row sums and the two-level inverse CDF
 
 
 def draw_uniform(generator: torch.Generator) -> float:
@@ -78,6 +79,24 @@ def _scatter_index(
     return row_index.to(device), torch.cat(id_lists).to(device)
 
 
+def row_sums(x: torch.Tensor) -> torch.Tensor:
+    """Each row's sum, added in the same order whatever the number of rows.
+
+    `x.sum(-1)` of a single row splits the row across threads, so the row's
+    sum (and every probability normalised by it) would differ in the last
+    bits from the same row's sum in a larger batch, and an inverse-CDF draw
+    could land on a neighbouring token. Summing fixed blocks of CDF_BLOCK
+    first keeps each block inside one thread, and the few block sums are
+    added serially.
+    """
+    rows, vocab = x.shape
+    full = vocab - vocab % CDF_BLOCK
+    total = x[:, :full].reshape(rows, -1, CDF_BLOCK).sum(dim=-1).sum(dim=-1)
+    if full < vocab:
+        total += x[:, full:].sum(dim=-1)
+    return total
+
+
 def filtered_probs(logits: torch.Tensor, params: Sequence[SamplingParams]) -> torch.Tensor:
     """Temperature, then top-k, top-p (over the top-k, renormalised) and min-p: `(S, V)`
     probabilities, zero where filtered.
@@ -92,10 +111,11 @@ def filtered_probs(logits: torch.Tensor, params: Sequence[SamplingParams]) -> to
     # logit to 0, scale, and floor at -SUBNORMAL_CUT. A token that far below the best
     # holds under 1e-25 of the mass either way (far below the 2^-53 resolution of
     # the uniform draw), and its probability stays a normal float32 instead of a
-    # subnormal, which x86 CPUs process many times slower.
+    # subnormal, which x86 CPUs process many times slower. (So a -inf logit ends at
+    # the floor too: a future hard ban of tokens must zero probabilities after this.)
     probs = (logits - logits.amax(dim=-1, keepdim=True)).div_(temps.to(device)[:, None])
     probs = probs.clamp_min_(-SUBNORMAL_CUT).exp_()
-    probs = probs.div_(probs.sum(dim=-1, keepdim=True))
+    probs = probs.div_(row_sums(probs)[:, None])
     cutoff = torch.zeros(len(params), dtype=dtype, device=device)
     k_rows = [i for i, p in enumerate(params) if p.top_k > 1 and not p.is_greedy]
     if k_rows:
@@ -138,7 +158,7 @@ def top_p_cutoff(kept: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     exactly the full sort's.
     """
     rows, vocab = kept.shape
-    mass = top_p[:, None] * kept.sum(dim=-1, keepdim=True)
+    mass = top_p[:, None] * row_sums(kept)[:, None]
     cutoff = torch.empty(rows, dtype=kept.dtype, device=kept.device)
     todo = torch.arange(rows, device=kept.device)
     k = min(vocab, TOP_P_FIRST_K)
@@ -153,9 +173,6 @@ def top_p_cutoff(kept: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
         if todo.numel() == 0:
             return cutoff
         k = min(vocab, 8 * k)
-
-
-CDF_BLOCK = 1024  # tokens per block of the two-level inverse CDF
 
 
 def sample_from_probs(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:

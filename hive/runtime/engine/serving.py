@@ -120,11 +120,20 @@ class AsyncServing:
             )
         return self._worker
 
-    def _wait_for_step(self) -> None:
-        """Block until the worker is done with the step in flight (its result is dropped)."""
+    def _finish_step_in_flight(self) -> None:
+        """Block until the worker is done with the step in flight, then deliver its results."""
         step, self._step_in_flight = self._step_in_flight, None
-        if step is not None:
-            concurrent.futures.wait([step])
+        if step is None:
+            return
+        concurrent.futures.wait([step])
+        if step.exception() is None:
+            self._notify(step.result())
+
+    @staticmethod
+    def _notify(finished: list[Request]) -> None:
+        for req in finished:
+            if req.on_finish is not None:
+                req.on_finish(req)
 
     async def _serve(self) -> None:
         try:
@@ -136,15 +145,14 @@ class AsyncServing:
                 try:
                     finished = await asyncio.wrap_future(self._step_in_flight)
                 except asyncio.CancelledError:
-                    # The loop is shutting down: let the worker finish before anyone
-                    # else touches the scheduler, then apply what arrived meanwhile.
-                    self._wait_for_step()
+                    # Cancelled (e.g. the loop is shutting down): let the worker finish
+                    # before anyone else touches the scheduler, resolve whoever it
+                    # finished, then apply what arrived meanwhile.
+                    self._finish_step_in_flight()
                     self._apply_inbox()
                     raise
                 self._step_in_flight = None
-                for req in finished:
-                    if req.on_finish is not None:
-                        req.on_finish(req)
+                self._notify(finished)
         except Exception as exc:  # a bug: fail every waiter instead of hanging them
             self._step_in_flight = None
             logger.exception("engine step failed; failing every pending request")
