@@ -4,6 +4,7 @@ import asyncio
 import importlib.util
 
 import pytest
+import torch
 from runtime_helpers import prompts_for
 
 from hive.errors import HiveError
@@ -12,9 +13,11 @@ from hive.runtime.engine.errors import (
     BackendUnavailableError,
     InvalidRequestError,
     KVCacheTooSmallError,
+    KVPoolTooLargeError,
     ModelLoadError,
     UnsupportedModelError,
 )
+from hive.runtime.engine.kv_pool import bytes_per_token
 from hive.runtime.engine.model_loader import resolve_model
 
 OK = SamplingParams(temperature=0, max_tokens=4, ignore_eos=True)
@@ -172,3 +175,18 @@ def test_bad_calls_are_clear_errors_and_leave_the_engine_serving(tiny_engine, ca
     with pytest.raises(InvalidRequestError, match=message):
         call(tiny_engine)
     assert tiny_engine.generate([5, 6, 7], OK)[0].finish_reason == "length"
+
+
+def test_a_pool_larger_than_memory_is_a_clean_error(tiny_llama):
+    with pytest.raises(KVPoolTooLargeError, match="lower kv_cache_tokens"):
+        Engine.from_hf(tiny_llama, kv_cache_tokens=10**12)
+
+
+def test_the_default_pool_is_capped_by_available_memory(tiny_llama, monkeypatch):
+    import hive.runtime.engine.engine as engine_module
+
+    token_bytes = bytes_per_token(2, 2, 16, torch.float32)  # the tiny model's KV per token
+    monkeypatch.setattr(engine_module, "available_memory_bytes", lambda device: 1000 * token_bytes)
+    engine = Engine.from_hf(tiny_llama)
+    assert engine.pool.capacity_tokens == 400  # 40% of what is available
+    assert engine.generate([1, 2, 3], SamplingParams(max_tokens=3))[0].finish_reason == "length"

@@ -7,6 +7,7 @@ from hive.runtime.engine.errors import (
     EngineError,
     InvalidRequestError,
     KVCacheTooSmallError,
+    KVPoolTooLargeError,
     ModelLoadError,
     UnsupportedModelError,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "GenerationRequest",
     "InvalidRequestError",
     "KVCacheTooSmallError",
+    "KVPoolTooLargeError",
     "ModelLoadError",
     "SamplingParams",
     "UnsupportedModelError",

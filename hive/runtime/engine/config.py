@@ -18,8 +18,9 @@ class EngineConfig:
     """How to build and run an engine.
 
     `kv_cache_tokens` and `kv_cache_bytes` size the KV pool; when both are
-    None the pool holds `DEFAULT_KV_TOKENS` tokens (capped by free memory is
-    the caller's concern on the CPU).
+    None the pool holds `DEFAULT_KV_TOKENS` tokens, capped at 40% of the
+    device's available memory. A pool larger than the available memory is a
+    `KVPoolTooLargeError`.
     """
 
     model: str | None = None

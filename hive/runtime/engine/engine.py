@@ -20,7 +20,12 @@ from hive.runtime.engine.config import DEFAULT_KV_TOKENS, EngineConfig, make_con
 from hive.runtime.engine.errors import EngineError, InvalidRequestError, KVCacheTooSmallError
 from hive.runtime.engine.eviction import make_eviction_policy
 from hive.runtime.engine.forward_batch import build_forward_batch
-from hive.runtime.engine.kv_pool import KVPool, bytes_per_token, num_pages_for
+from hive.runtime.engine.kv_pool import (
+    KVPool,
+    available_memory_bytes,
+    bytes_per_token,
+    num_pages_for,
+)
 from hive.runtime.engine.model import LlamaModel
 from hive.runtime.engine.model_config import model_args_from_hf
 from hive.runtime.engine.model_loader import load_hf_model, resolve_model
@@ -63,6 +68,7 @@ class Engine(AsyncServing):
             page_size=config.page_size,
             token_bytes=bytes_per_token(args.num_layers, args.num_kv_heads, args.head_dim, dtype),
             default_tokens=DEFAULT_KV_TOKENS,
+            available_bytes=available_memory_bytes(device),
         )
         self.pool = KVPool(
             args.num_layers,

@@ -25,5 +25,9 @@ class KVCacheTooSmallError(EngineError):
     """The KV pool cannot hold even one request of the asked size."""
 
 
+class KVPoolTooLargeError(EngineError):
+    """The asked KV pool does not fit in the device's available memory."""
+
+
 class BackendUnavailableError(EngineError):
     """An attention backend was selected that cannot run here (e.g. flashinfer without CUDA)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from hive.runtime.engine.errors import KVCacheTooSmallError
+from hive.runtime.engine.errors import KVCacheTooSmallError, KVPoolTooLargeError
 
 
 class PageAllocator:
@@ -52,6 +52,9 @@ class PageAllocator:
         return set(self._free)
 
 
+DEFAULT_MEMORY_SHARE = 0.4  # of available memory, for a pool sized by default
+
+
 class KVPool:
     """Per-layer K/V page tensors plus their allocator."""
 
@@ -71,7 +74,24 @@ class KVPool:
         self.num_kv_heads = num_kv_heads
         self.head_dim = head_dim
         shape = (num_pages, 2, page_size, num_kv_heads, head_dim)
-        self.layers = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        token_bytes = bytes_per_token(num_layers, num_kv_heads, head_dim, dtype)
+        need = num_pages * page_size * token_bytes
+        available = available_memory_bytes(torch.device(device))
+        if available is not None and need > available:
+            raise KVPoolTooLargeError(
+                f"a KV pool of {num_pages * page_size} tokens needs {_gib(need)} but "
+                f"{_gib(available)} of memory is available; lower kv_cache_tokens or "
+                "kv_cache_bytes"
+            )
+        try:  # zeros, not empty: padded decode rows read page 0 and must not see NaNs
+            self.layers = [
+                torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)
+            ]
+        except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError included
+            raise KVPoolTooLargeError(
+                f"cannot allocate a KV pool of {num_pages * page_size} tokens ({_gib(need)}): "
+                f"{str(exc).splitlines()[0][:200]}; lower kv_cache_tokens or kv_cache_bytes"
+            ) from None
         # Row view (num_pages * 2 * page_size, kv_heads, head_dim) of each layer.
         self.rows = [t.view(-1, num_kv_heads, head_dim) for t in self.layers]
         self.allocator = PageAllocator(num_pages)
@@ -88,6 +108,26 @@ class KVPool:
         return page_ids * (2 * self.page_size) + offsets
 
 
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Memory a new allocation can use on `device`: free GPU memory, or Linux's
+    MemAvailable for the CPU; None where it cannot be known."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _gib(num_bytes: int) -> str:
+    return f"{num_bytes / 2**30:.2f} GiB"
+
+
 def bytes_per_token(num_layers: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
     return 2 * num_layers * num_kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
 
@@ -99,14 +139,21 @@ def num_pages_for(
     page_size: int,
     token_bytes: int,
     default_tokens: int,
+    available_bytes: int | None = None,
 ) -> int:
-    """Pages in the pool from a budget in tokens or bytes (tokens win if both)."""
+    """Pages in the pool from a budget in tokens or bytes (tokens win if both).
+
+    Without a budget: `default_tokens`, capped at DEFAULT_MEMORY_SHARE of
+    `available_bytes`, so the default never takes most of a small machine.
+    """
     if kv_cache_tokens is not None:
         tokens = kv_cache_tokens
     elif kv_cache_bytes is not None:
         tokens = kv_cache_bytes // token_bytes
     else:
         tokens = default_tokens
+        if available_bytes is not None:
+            tokens = min(tokens, int(DEFAULT_MEMORY_SHARE * available_bytes) // token_bytes)
     num_pages = tokens // page_size
     if num_pages < 1:
         raise KVCacheTooSmallError(
