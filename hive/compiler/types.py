@@ -20,6 +20,9 @@ class Type:
     fields: tuple[tuple[str, Type], ...] = ()  # record fields, in order
     bound: int | None = None  # lists: the most items it can hold
     origin: str | None = None  # records: the agent whose reply this is, for messages
+    # "any" from merging incompatible types (if/else, loop iterations): the types it may
+    # be, so reading a field none of them has is still an error. Empty: truly unknown.
+    alternatives: tuple[Type, ...] = ()
 
     def __str__(self) -> str:
         if self.kind == "list":
@@ -29,6 +32,8 @@ class Type:
         if self.kind == "record":
             inner = ", ".join(f"{k}: {v}" for k, v in self.fields)
             return "{" + inner + "}"
+        if self.alternatives:
+            return " | ".join(str(t) for t in self.alternatives)
         return self.kind
 
     def field(self, name: str) -> Type | None:
@@ -112,4 +117,24 @@ def unify(a: Type, b: Type) -> Type:
         return b
     if b.kind == "null":
         return a
-    return ANY
+    return _either(a, b)
+
+
+MAX_ALTERNATIVES = 4  # more than this many possible types: unknown
+
+
+def _either(a: Type, b: Type) -> Type:
+    """`any` remembering that the value is `a` or `b` (unknown if either is unknown)."""
+    options: list[Type] = []
+    for t in (a, b):
+        if t.kind == "any" and not t.alternatives:
+            return ANY
+        for option in t.alternatives or (t,):
+            kin = next((i for i, o in enumerate(options) if o.kind == option.kind), None)
+            if kin is None:
+                options.append(option)
+            else:  # one entry per kind: unify within it (records keep common fields)
+                options[kin] = unify(options[kin], option)
+    if len(options) > MAX_ALTERNATIVES:
+        return ANY
+    return Type("any", alternatives=tuple(sorted(options, key=str)))

@@ -201,6 +201,7 @@ FLOW_CASES = [
     ("loop-only-variable", "repeat 2:\n    y = solver(question)\nreturn y", 12, 10, "undefined variable 'y'", "first assigned inside the loop on line 10"),
     ("number-too-large", "x = 1.5e999\nreturn x", 10, 7, "number 1.5e999 is too large", None),
     ("positional-after-keyword", "r = solver(question=question, question)\nreturn r", 10, 33, "positional argument after a keyword argument", None),
+    ("field-of-neither-branch", 'if question == "a":\n    x = 1\nelse:\n    x = "b"\nreturn {answer: x.answer}', 14, 21, "cannot read '.answer': the value here is integer | string", None),
     ("for-over-string", "for c in question:\n    r = solver(question=c)\nreturn 1", 10, 3, "for needs a list, not string", None),
 ]
 # fmt: on
@@ -490,6 +491,16 @@ def test_unused_agent_is_a_warning(tmp_path):
     assert (w.span.line, w.span.col) == (6, 3)
     assert "agent 'helper' is never called" in w.message
     assert w.format().startswith(f"{path}:6:3: warning: ")
+
+
+def test_a_field_that_only_some_iterations_have_is_a_warning(tmp_path):
+    """Before: the loop merged record and integer into 'any' and checked nothing."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(with_flow("x = solver(question)\nrepeat 2:\n    x = len(x.text)\nreturn x"))
+    compiled = compile_loaded(load_spec(path))
+    (w,) = compiled.warnings
+    assert (w.span.line, w.span.col) == (12, 17)
+    assert "'.text' may fail: the value here is integer | {" in w.message
 
 
 REVIEW_SPEC = """\

@@ -76,6 +76,10 @@ class _Resolver:
         assert span is not None
         self.diagnostics.append(self.doc.diagnostic("error", message, span, hint))
 
+    def warn(self, node: Node, message: str, hint: str | None = None) -> None:
+        assert node.span is not None
+        self.diagnostics.append(self.doc.diagnostic("warning", message, node.span, hint))
+
     def misspelt_keyword(
         self, node: Node, key: str, choices: list[str], message: str, takes: str | None = None
     ) -> None:
@@ -184,7 +188,7 @@ class _Resolver:
         base = self.t(node.inputs[0])
         name = node.attrs["name"]
         if base.kind == "any":
-            return ANY
+            return self.field_of_either(node, base, name) if base.alternatives else ANY
         if base.kind == "record":
             got = base.field(name)
             if got is None:
@@ -203,6 +207,25 @@ class _Resolver:
         else:
             self.error(node, f"cannot read '.{name}' of a {base}")
         return ANY
+
+    def field_of_either(self, node: Node, base: Type, name: str) -> Type:
+        """`.name` of a value that is one of `base.alternatives` (merged by if/else or
+        by loop iterations): an error if none has the field, a warning if some lack it."""
+        having = [t.field(name) for t in base.alternatives if t.kind == "record"]
+        found = [t for t in having if t is not None]
+        if not found:
+            self.error(node, f"cannot read '.{name}': the value here is {base}")
+            return ANY
+        if len(found) < len(base.alternatives):
+            self.warn(
+                node,
+                f"'.{name}' may fail: the value here is {base}",
+                "a branch or a loop iteration gives it another type",
+            )
+        merged = found[0]
+        for t in found[1:]:
+            merged = unify(merged, t)
+        return merged
 
     def op_index(self, node: Node) -> Type:
         base, index = self.t(node.inputs[0]), self.t(node.inputs[1])
