@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from hive.compiler.errors import Span
 from hive.compiler.types import Type
@@ -50,8 +52,11 @@ class Node:
     type: Type = field(default_factory=lambda: Type("any"))
     span: Span | None = None
     regions: list[Region] = field(default_factory=list)
-    # Where each keyword argument is written, so diagnostics point at it (not in the plan).
-    arg_spans: dict[str, Span] = field(default_factory=dict, compare=False, repr=False)
+    # Where each keyword argument is written (every occurrence, in order), so diagnostics
+    # point at it. Not part of the plan.
+    arg_spans: Annotated[dict[str, list[Span]], Field(exclude=True)] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def agent(self) -> str | None:

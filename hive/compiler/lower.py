@@ -46,7 +46,8 @@ class _Lowerer:
         node = Node(
             self.next_id, opcode, list(inputs), attrs, span=self.locate(pos), regions=list(regions)
         )
-        node.arg_spans = {kw.name: self.locate(kw.pos) for kw in keywords}
+        for kw in keywords:
+            node.arg_spans.setdefault(kw.name, []).append(self.locate(kw.pos))
         self.next_id += 1
         region.nodes.append(node)
         return node.id

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
 
 PRIMITIVES = ("string", "number", "integer", "boolean", "null", "any")
 
@@ -22,7 +25,8 @@ class Type:
     origin: str | None = None  # records: the agent whose reply this is, for messages
     # "any" from merging incompatible types (if/else, loop iterations): the types it may
     # be, so reading a field none of them has is still an error. Empty: truly unknown.
-    alternatives: tuple[Type, ...] = ()
+    # Diagnostics only: left out of the plan when empty.
+    alternatives: Annotated[tuple[Type, ...], Field(exclude_if=lambda v: not v)] = ()
 
     def __str__(self) -> str:
         if self.kind == "list":
@@ -135,6 +139,18 @@ def _either(a: Type, b: Type) -> Type:
                 options.append(option)
             else:  # one entry per kind: unify within it (records keep common fields)
                 options[kin] = unify(options[kin], option)
-    if len(options) > MAX_ALTERNATIVES:
+    if {"integer", "number"} <= {o.kind for o in options}:
+        options.remove(INTEGER)  # an integer or a number is a number, as in unify
+    if len(options) > MAX_ALTERNATIVES or any(_has_union(o) for o in options):
+        # Unions stay flat: one inside another (a loop nesting a value into itself)
+        # would grow every pass, so that value is simply unknown.
         return ANY
     return Type("any", alternatives=tuple(sorted(options, key=str)))
+
+
+def _has_union(t: Type) -> bool:
+    if t.kind == "any":
+        return bool(t.alternatives)
+    if t.item is not None and _has_union(t.item):
+        return True
+    return any(_has_union(v) for _, v in t.fields)

@@ -588,3 +588,63 @@ def test_a_misspelt_keyword_is_one_error_not_two(tmp_path, flow):
         compile_loaded(load_spec(path))
     errors = [d for d in info.value.diagnostics if d.severity == "error"]
     assert len(errors) == 1, info.value.format()
+
+
+@pytest.mark.parametrize(
+    "flow",
+    [
+        "b = beam(expnd=solver(question=_.text), score=1, width=2, depth=2)\nreturn b",
+        "b = beam(expand=solver(question=_.text), score=1, widht=2, depth=2)\nreturn b",
+        "r = refine(solver(question), critque=solver(question=_.text), "
+        "revise=solver(question=_.text), rounds=2)\nreturn r",
+    ],
+    ids=["beam-expand", "beam-width", "refine-critique"],
+)
+def test_a_misspelt_combinator_keyword_is_one_error(tmp_path, flow):
+    path = tmp_path / "spec.yaml"
+    path.write_text(with_flow(flow), encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        compile_loaded(load_spec(path))
+    errors = [d for d in info.value.diagnostics if d.severity == "error"]
+    assert len(errors) == 1 and "did you mean" in (errors[0].hint or ""), info.value.format()
+
+
+def test_each_repeated_keyword_is_reported_where_it_is_written(tmp_path):
+    path = tmp_path / "spec.yaml"
+    flow = (
+        "rs = sample solver(question) x 3\nv = vote(rs, by=answer, by=answer, by=answer)\nreturn v"
+    )
+    path.write_text(with_flow(flow), encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        compile_loaded(load_spec(path))
+    columns = [d.span.col for d in info.value.diagnostics if "given twice" in d.message]
+    assert columns == [27, 38]
+
+
+def test_a_value_nested_into_itself_in_nested_loops_keeps_a_small_type(tmp_path):
+    """Unions stay flat: this used to grow a deeper type on every pass (minutes, GBs)."""
+    path = tmp_path / "spec.yaml"
+    flow = "x = 0\nrepeat 2:\n    repeat 2:\n        x = {a: x, b: x}\nreturn {answer: str(x)}"
+    path.write_text(with_flow(flow), encoding="utf-8")
+    plan = compile_loaded(load_spec(path)).plan
+    assert len(plan.to_json()) < 50_000
+
+
+def test_a_list_growing_inside_a_record_is_not_given_an_unfinished_bound(tmp_path):
+    """The loop's types do not settle within the typing passes: the list is unbounded
+    (an error for `for`), never the bound of the last pass (5 of the 10 iterations)."""
+    path = tmp_path / "spec.yaml"
+    flow = (
+        "x = {all: []}\nrepeat 10:\n    x = {all: x.all + [1]}\n"
+        "for y in x.all:\n    r = solver(question=str(y))\nreturn {answer: str(len(x.all))}"
+    )
+    path.write_text(with_flow(flow), encoding="utf-8")
+    with pytest.raises(SpecError, match="unbounded"):
+        compile_loaded(load_spec(path))
+
+
+def test_the_plan_leaves_out_keyword_positions_and_empty_alternatives(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(with_flow("r = solver(question=question)\nreturn r"), encoding="utf-8")
+    text = compile_loaded(load_spec(path)).plan.to_json()
+    assert "arg_spans" not in text and "alternatives" not in text

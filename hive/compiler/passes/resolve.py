@@ -69,19 +69,35 @@ class _Resolver:
             self.diagnostics = kept
 
     def error(
-        self, node: Node, message: str, hint: str | None = None, keyword: str | None = None
+        self,
+        node: Node,
+        message: str,
+        hint: str | None = None,
+        keyword: str | None = None,
+        occurrence: int = 0,
     ) -> None:
-        """Report at the node, or at its keyword argument `keyword` where one is written."""
-        span = node.arg_spans.get(keyword, node.span) if keyword is not None else node.span
+        """Report at the node, or at the `occurrence`-th keyword argument `keyword`."""
+        spans = node.arg_spans.get(keyword, []) if keyword is not None else []
+        span = spans[min(occurrence, len(spans) - 1)] if spans else node.span
         assert span is not None
         self.diagnostics.append(self.doc.diagnostic("error", message, span, hint))
+
+    def not_misspelt(self, node: Node, keyword: str) -> bool:
+        """False when a misspelt keyword of `node` meant `keyword` (already reported)."""
+        return keyword not in self.meant.get(node.id, ())
 
     def warn(self, node: Node, message: str, hint: str | None = None) -> None:
         assert node.span is not None
         self.diagnostics.append(self.doc.diagnostic("warning", message, node.span, hint))
 
     def misspelt_keyword(
-        self, node: Node, key: str, choices: list[str], message: str, takes: str | None = None
+        self,
+        node: Node,
+        key: str,
+        choices: list[str],
+        message: str,
+        takes: str | None = None,
+        occurrence: int = 0,
     ) -> None:
         """An unknown keyword: reported at the keyword, with the name it probably meant
         remembered so that the follow-up error ("missing ...") is not reported too."""
@@ -92,7 +108,7 @@ class _Resolver:
         else:
             takes = takes or (", ".join(choices) if choices else None)
             hint = f"it takes {takes}" if takes else None
-        self.error(node, message, hint, keyword=key)
+        self.error(node, message, hint, keyword=key, occurrence=occurrence)
 
     def t(self, value: int) -> Type:
         return self.types.get(value, ANY)
@@ -326,11 +342,16 @@ class _Resolver:
         what = node.attrs.get("name", node.op)
         for key in node.attrs.get("bad_kwargs", []):
             self.error(node, f"argument '{key}' of {what}() must be a literal", keyword=key)
+        given = set(node.arg_spans)
         for key in node.attrs.get("unknown_kwargs", []):
             message = f"{what}() has no argument '{key}'"
-            self.misspelt_keyword(node, key, keyword_names(what), message)
+            choices = [k for k in keyword_names(what) if k not in given]
+            self.misspelt_keyword(node, key, choices, message)
+        repeats: dict[str, int] = {}
         for key in node.attrs.get("duplicate_kwargs", []):
-            self.error(node, f"argument '{key}' of {what}() is given twice", keyword=key)
+            repeats[key] = repeats.get(key, 0) + 1
+            message = f"argument '{key}' of {what}() is given twice"
+            self.error(node, message, keyword=key, occurrence=repeats[key])
 
     # -- agent calls ------------------------------------------------------------
 
@@ -346,6 +367,8 @@ class _Resolver:
                 self.check_argument(node, value)
             return ANY
         bound: list[str] = []
+        given = set(node.attrs["arg_names"])  # not suggested for a misspelt one
+        seen: dict[str, int] = {}  # occurrences of each unknown keyword so far
         num_positional = node.attrs.get("num_positional", 0)
         is_misspelt = False  # a positional argument is an undefined (misspelt?) variable
         for i, (arg, value) in enumerate(zip(node.attrs["arg_names"], node.inputs, strict=True)):
@@ -371,10 +394,13 @@ class _Resolver:
                 arg = info.params[i]
             elif arg not in info.params:
                 message = f"agent '{name}' has no parameter '{arg}'"
-                self.misspelt_keyword(node, arg, list(info.params), message, _params(info))
+                free = [p for p in info.params if p not in given]
+                seen[arg] = seen.get(arg, 0) + 1
+                self.misspelt_keyword(node, arg, free, message, _params(info), seen[arg] - 1)
                 continue
             if arg in bound:
-                self.error(node, f"parameter '{arg}' of '{name}' is given twice", keyword=arg)
+                message = f"parameter '{arg}' of '{name}' is given twice"
+                self.error(node, message, keyword=arg, occurrence=bound.count(arg))
             bound.append(arg)
         meant = self.meant.get(node.id, set())
         missing = [p for p in info.params if p not in bound and p not in meant]
@@ -497,7 +523,7 @@ class _Resolver:
                     f"best's scorer must give a number, not {result}",
                     "extract a number, e.g. extract: {score: {regex: '(\\d+)', type: number}}",
                 )
-        elif "by" not in self.meant.get(node.id, set()):
+        elif self.not_misspelt(node, "by"):
             self.error(node, f"{node.op}() needs by=<field> or by=<expression over _>")
 
     def op_vote(self, node: Node) -> Type:
@@ -535,7 +561,7 @@ class _Resolver:
         for key, required in _INT_ARGS[node.op].items():
             value = node.attrs.get(key)
             if value is None:
-                if required:
+                if required and self.not_misspelt(node, key):
                     self.error(node, f"{node.op}() needs {key}=<integer>")
                 continue
             if (
@@ -553,7 +579,7 @@ class _Resolver:
         if node.inputs:
             self.error(node, f"{node.op}() takes only keyword arguments: expand=, score=, ...")
         for name in _LAMBDAS[node.op]:
-            if node.region(name) is None:
+            if node.region(name) is None and self.not_misspelt(node, name):
                 self.error(node, f"{node.op}() needs {name}=<expression over _>")
         expand, score = node.region("expand"), node.region("score")
         if expand is not None:
@@ -600,13 +626,13 @@ class _Resolver:
         if (critique := node.region("critique")) is not None:
             (critique_type,) = self.region(critique, [draft_type])
             self.require_call(node, critique, "critique")
-        elif report:
+        elif report and self.not_misspelt(node, "critique"):
             self.error(node, "refine() needs critique=<call over _>")
         revised = draft_type
         if (revise := node.region("revise")) is not None:
             (revised,) = self.region(revise, [draft_type, critique_type])
             self.require_call(node, revise, "revise")
-        elif report:
+        elif report and self.not_misspelt(node, "revise"):
             self.error(node, "refine() needs revise=<call over _ and _critique>")
         if (stop := node.region("stop")) is not None:
             self.region(stop, [unify(draft_type, revised), critique_type])
@@ -650,7 +676,13 @@ class _Resolver:
                 merged.append(self.widen(i, initial[i], before, after, iterations, growth))
             if merged == state:
                 break
+            changing = [m != t for m, t in zip(merged, state, strict=True)]
             state = merged
+        else:
+            # No fixed point within the passes (a list nested in a record that grows,
+            # a record that nests deeper every iteration): what is still changing is
+            # unknown, so no bound taken from an unfinished type can undercount calls.
+            state = [ANY if c else t for c, t in zip(changing, state, strict=True)]
         out = self.loop_regions(node, first, state)
         for i in growth:  # an extrapolated bound already counts the last iteration
             if state[i].kind == "list" and state[i].bound is not None:
