@@ -1,6 +1,6 @@
 """Hive's engine against transformers on the same workloads (see hive/runtime/engine/bench.py).
 
-Usage: python benchmarks/engine.py [--quick] [--json] [--model M] [--dtype D]
+Usage: python benchmarks/engine.py [--quick] [--json] [--model M] [--dtype D] [--repeat N]
 (the same as `hive bench engine`). Results are recorded in benchmarks/BENCHMARKS.md.
 """
 
@@ -18,8 +18,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--model", default=None, help="model name or path (default smollm2-135m)")
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    parser.add_argument("--repeat", type=int, default=1, help="runs per engine; medians compared")
     args = parser.parse_args()
-    results = run_bench(model=args.model, quick=args.quick, dtype=args.dtype)
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    results = run_bench(model=args.model, quick=args.quick, dtype=args.dtype, repeat=args.repeat)
     print(json.dumps(results, indent=2) if args.json else format_report(results))
 
 

@@ -214,12 +214,17 @@ def bench_engine(
         str,
         typer.Option(help="bfloat16 (fast on AMX CPUs; transformers float32 runs too) or float32."),
     ] = "bfloat16",
+    repeat: Annotated[
+        int, typer.Option(help="Runs of Hive and of generate per workload; medians compared.")
+    ] = 1,
 ) -> None:
     """Hive's engine against transformers generate / generate_batch on the same workloads."""
     try:
         from hive.runtime.engine.cli_support import bench_engine_text
 
-        text = bench_engine_text(model=model, quick=quick, as_json=json_output, dtype=dtype)
+        text = bench_engine_text(
+            model=model, quick=quick, as_json=json_output, dtype=dtype, repeat=repeat
+        )
     except HiveError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -93,3 +93,19 @@ def test_bench_report_names_the_best_transformers_mode():
     assert "2.00x (generate float32)" in text
     assert "generate_batch unavailable: RuntimeError: no" in text
     assert "n/a" in text
+
+
+def test_bench_engine_bad_repeat_is_a_clean_error():
+    result = runner.invoke(app, ["bench", "engine", "--repeat", "0"])
+    assert result.exit_code == 1 and "--repeat must be >= 1" in result.stderr
+
+
+def test_bench_median_run_keeps_every_time():
+    from hive.runtime.engine.bench import _median_run
+
+    runs = [
+        {"seconds": 3.0, "steps": 1},
+        {"seconds": 1.0, "steps": 2},
+        {"seconds": 2.0, "steps": 3},
+    ]
+    assert _median_run(runs) == {"seconds": 2.0, "steps": 3, "all_seconds": [3.0, 1.0, 2.0]}

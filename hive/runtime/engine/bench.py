@@ -198,8 +198,16 @@ def machine() -> str:
     )
 
 
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median time, plus every run's seconds."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    median = dict(ordered[(len(ordered) - 1) // 2])
+    median["all_seconds"] = [r["seconds"] for r in runs]
+    return median
+
+
 def run_bench(
-    model: str | None = None, quick: bool = False, dtype: str = "float32"
+    model: str | None = None, quick: bool = False, dtype: str = "float32", repeat: int = 1
 ) -> dict[str, Any]:
     """Both engines run in `dtype` (bfloat16 uses AMX where the CPU has it)."""
     from hive.runtime.engine.model_loader import load_hf_model, resolve_model
@@ -220,6 +228,7 @@ def run_bench(
         "quick": quick,
         "dtype": dtype,
         "allocator_tuned": allocator_tuned,
+        "repeat": repeat,
         "load_average_before": os.getloadavg(),
         "workloads": {},
     }
@@ -230,11 +239,20 @@ def run_bench(
             "new_tokens_each": w.max_new_tokens,
             "prompt_tokens": [len(p) for p in w.prompts][:1],
         }
-        row["hive"] = run_hive(engine, w)
-        row["hf_generate"] = run_hf_generate(hf, tokenizer, w)
+        # Hive and transformers generate alternate, `repeat` times each, and the medians
+        # are compared (the machine may be shared: one run each is within its noise).
+        # generate_batch runs once: it is several times slower than generate here.
+        hive_runs, generate_runs, float32_runs = [], [], []
+        for _ in range(repeat):
+            hive_runs.append(run_hive(engine, w))
+            generate_runs.append(run_hf_generate(hf, tokenizer, w))
+            if hf_float32 is not None:
+                float32_runs.append(run_hf_generate(hf_float32, tokenizer, w))
+        row["hive"] = _median_run(hive_runs)
+        row["hf_generate"] = _median_run(generate_runs)
         row["hf_generate_batch"] = run_hf_generate_batch(hf, w)
         if hf_float32 is not None:
-            row["hf_generate_float32"] = run_hf_generate(hf_float32, tokenizer, w)
+            row["hf_generate_float32"] = _median_run(float32_runs)
         peers = [k for k in PEERS if k in row and "seconds" in row[k]]
         best = min(peers, key=lambda k: row[k]["seconds"])
         row["best_hf"] = best
@@ -260,6 +278,7 @@ def format_report(results: dict[str, Any]) -> str:
     lines = [
         f"machine: {results['machine']}; dtype {results['dtype']}"
         + ("; quick" if results["quick"] else "")
+        + (f"; median of {results['repeat']} runs" if results.get("repeat", 1) > 1 else "")
         + f"; load average before/after: {results['load_average_before'][0]:.2f}"
         + f"/{results['load_average_after'][0]:.2f}"
     ]

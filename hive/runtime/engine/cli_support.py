@@ -36,11 +36,13 @@ def generate_lines(
 
 
 def bench_engine_text(
-    *, model: str | None, quick: bool, as_json: bool, dtype: str = "bfloat16"
+    *, model: str | None, quick: bool, as_json: bool, dtype: str = "bfloat16", repeat: int = 1
 ) -> str:
     from hive.runtime.engine.bench import format_report, run_bench
 
     if dtype not in ("float32", "bfloat16"):
         raise EngineError(f"--dtype must be float32 or bfloat16, got {dtype!r}")
-    results = run_bench(model=model, quick=quick, dtype=dtype)
+    if repeat < 1:
+        raise EngineError(f"--repeat must be >= 1, got {repeat}")
+    results = run_bench(model=model, quick=quick, dtype=dtype, repeat=repeat)
     return json.dumps(results, indent=2) if as_json else format_report(results)
