@@ -10,6 +10,20 @@ from runtime_helpers import prompts_for
 from hive.runtime import Engine, GenerationRequest, SamplingParams
 
 
+def hold_forward(engine):
+    """Make the engine's forward pass wait mid-step: returns (in_step, release) events."""
+    forward = engine.model.forward
+    in_step, release = threading.Event(), threading.Event()
+
+    def held_forward(batch, attention):
+        in_step.set()
+        release.wait(5)
+        return forward(batch, attention)
+
+    engine.model.forward = held_forward
+    return in_step, release
+
+
 def test_concurrent_submits_are_batched_and_match_generate(tiny_llama):
     engine = Engine.from_hf(tiny_llama, kv_cache_tokens=2048)
     prompts = prompts_for(40, [9, 14, 30, 5, 22, 17])
@@ -77,16 +91,7 @@ def test_submits_arriving_during_a_step_join_later_steps(tiny_llama):
     prompts = prompts_for(41, [12, 7, 19])
     params = SamplingParams(temperature=0.9, seed=5, max_tokens=12, ignore_eos=True)
     alone = [Engine.from_hf(tiny_llama, kv_cache_tokens=2048).generate(p, params) for p in prompts]
-    forward = engine.model.forward
-    in_step = threading.Event()
-    release = threading.Event()
-
-    def slow_forward(batch, attention):
-        in_step.set()
-        release.wait(5)
-        return forward(batch, attention)
-
-    engine.model.forward = slow_forward
+    in_step, release = hold_forward(engine)
 
     async def main():
         first = asyncio.create_task(engine.submit(GenerationRequest(prompts[0], params)))
@@ -118,15 +123,7 @@ def test_generate_works_after_async_serving(tiny_llama):
 
 def test_cancel_during_a_step_aborts_after_it(tiny_llama):
     engine = Engine.from_hf(tiny_llama, kv_cache_tokens=2048)
-    forward = engine.model.forward
-    in_step, release = threading.Event(), threading.Event()
-
-    def slow_forward(batch, attention):
-        in_step.set()
-        release.wait(5)
-        return forward(batch, attention)
-
-    engine.model.forward = slow_forward
+    in_step, release = hold_forward(engine)
     long = SamplingParams(max_tokens=200, ignore_eos=True)
 
     async def main():
@@ -161,15 +158,7 @@ def test_submit_under_the_callers_inference_mode(tiny_llama):
 
 def test_cancelling_the_server_mid_step_still_resolves_what_the_step_finished(tiny_llama):
     engine = Engine.from_hf(tiny_llama, kv_cache_tokens=2048)
-    forward = engine.model.forward
-    in_step, release = threading.Event(), threading.Event()
-
-    def slow_forward(batch, attention):
-        in_step.set()
-        release.wait(5)
-        return forward(batch, attention)
-
-    engine.model.forward = slow_forward
+    in_step, release = hold_forward(engine)
 
     async def main():
         one_token = SamplingParams(max_tokens=1)

@@ -179,9 +179,7 @@ class Engine(AsyncServing):
     def step(self) -> list[Request]:
         """Run one scheduling + forward + sampling step; return requests finished in it."""
         finished = self.advance()
-        for req in finished:
-            if req.on_finish is not None:
-                req.on_finish(req)
+        self._notify(finished)
         return finished
 
     def advance(self) -> list[Request]:

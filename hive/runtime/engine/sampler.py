@@ -79,22 +79,26 @@ def _scatter_index(
     return row_index.to(device), torch.cat(id_lists).to(device)
 
 
-def row_sums(x: torch.Tensor) -> torch.Tensor:
-    """Each row's sum, added in the same order whatever the number of rows.
+def block_sums(x: torch.Tensor) -> torch.Tensor:
+    """`(rows, blocks)`: the sums of each row's CDF_BLOCK-token blocks (the last one partial).
 
-    `x.sum(-1)` of a single row splits the row across threads, so the row's
-    sum (and every probability normalised by it) would differ in the last
-    bits from the same row's sum in a larger batch, and an inverse-CDF draw
-    could land on a neighbouring token. Summing fixed blocks of CDF_BLOCK
-    first keeps each block inside one thread, and the few block sums are
-    added serially.
+    Fixed blocks make every sum independent of the number of rows: `x.sum(-1)`
+    of a single row splits the row across threads, so its sum would differ in
+    the last bits from the same row's sum in a larger batch, and an inverse-CDF
+    draw could land on a neighbouring token. Each block's sum stays inside one
+    thread.
     """
     rows, vocab = x.shape
     full = vocab - vocab % CDF_BLOCK
-    total = x[:, :full].reshape(rows, -1, CDF_BLOCK).sum(dim=-1).sum(dim=-1)
+    sums = x[:, :full].reshape(rows, -1, CDF_BLOCK).sum(dim=-1)
     if full < vocab:
-        total += x[:, full:].sum(dim=-1)
-    return total
+        sums = torch.cat([sums, x[:, full:].sum(dim=-1, keepdim=True)], dim=1)
+    return sums
+
+
+def row_sums(x: torch.Tensor) -> torch.Tensor:
+    """Each row's sum, added in the same order whatever the number of rows."""
+    return block_sums(x).sum(dim=-1)  # a few block sums per row: added serially
 
 
 def filtered_probs(logits: torch.Tensor, params: Sequence[SamplingParams]) -> torch.Tensor:
@@ -186,14 +190,11 @@ def sample_from_probs(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tens
     dense row and u: a distribution stored on its support gives the same
     token once scattered back into a dense row.
     """
-    rows, vocab = probs.shape
-    full = vocab - vocab % CDF_BLOCK
+    vocab = probs.shape[1]
     # Block sums in float32 (a float64 sum converts the whole row first, 10x slower);
     # their rounding (~1e-7 of a block's mass) only moves mass between the edges of
     # neighbouring blocks, deterministically.
-    sums = probs[:, :full].reshape(rows, -1, CDF_BLOCK).sum(dim=-1)
-    if full < vocab:
-        sums = torch.cat([sums, probs[:, full:].sum(dim=-1, keepdim=True)], dim=1)
+    sums = block_sums(probs)
     block_cdf = sums.to(torch.float64).cumsum_(dim=-1)
     targets = uniforms.to(block_cdf)[:, None] * block_cdf[:, -1:]
     # right=True: block_cdf[b] > target >= block_cdf[b - 1], so block b has mass.
