@@ -577,30 +577,15 @@ def test_exponent_without_a_dot_is_a_number(tmp_path):
     [
         "r = solver(qestion=question)\nreturn r",
         "rs = sample solver(question) x 3\nv = vote(rs, bye=answer)\nreturn v",
-    ],
-    ids=["agent-parameter", "combinator-keyword"],
-)
-def test_a_misspelt_keyword_is_one_error_not_two(tmp_path, flow):
-    """No follow-up 'missing argument' / 'needs by=' for the name the misspelling meant."""
-    path = tmp_path / "spec.yaml"
-    path.write_text(with_flow(flow), encoding="utf-8")
-    with pytest.raises(SpecError) as info:
-        compile_loaded(load_spec(path))
-    errors = [d for d in info.value.diagnostics if d.severity == "error"]
-    assert len(errors) == 1, info.value.format()
-
-
-@pytest.mark.parametrize(
-    "flow",
-    [
         "b = beam(expnd=solver(question=_.text), score=1, width=2, depth=2)\nreturn b",
         "b = beam(expand=solver(question=_.text), score=1, widht=2, depth=2)\nreturn b",
         "r = refine(solver(question), critque=solver(question=_.text), "
         "revise=solver(question=_.text), rounds=2)\nreturn r",
     ],
-    ids=["beam-expand", "beam-width", "refine-critique"],
+    ids=["agent-parameter", "vote-by", "beam-expand", "beam-width", "refine-critique"],
 )
-def test_a_misspelt_combinator_keyword_is_one_error(tmp_path, flow):
+def test_a_misspelt_keyword_is_one_error_not_two(tmp_path, flow):
+    """No follow-up 'missing argument' / 'needs by=' for the name the misspelling meant."""
     path = tmp_path / "spec.yaml"
     path.write_text(with_flow(flow), encoding="utf-8")
     with pytest.raises(SpecError) as info:
