@@ -42,6 +42,18 @@ def test_n_samples_share_the_prompt_prefix(tiny_engine):
     assert stats["num_prefix_hit_tokens"] == 3 * 39
 
 
+def test_samples_one_token_from_their_prompt_run_as_decode_rows(tiny_engine):
+    """Samples 2..N find all but their last prompt token cached: that token runs in the
+    batched decode path beside sample 1's first decode, not as N - 1 extends."""
+    (ids,) = prompts_for(6, [40])
+    tiny_engine.add_request(ids, SamplingParams(n=4, seed=7, max_tokens=3, ignore_eos=True))
+    tiny_engine.step()  # sample 1's prompt; the others wait to share it
+    schedule = tiny_engine.scheduler.schedule()
+    assert schedule.num_decode == 4
+    assert [item.extend_len for item in schedule.items] == [1, 1, 1, 1]
+    assert [item.start for item in schedule.items] == [40, 39, 39, 39]
+
+
 def test_stop_tokens_and_max_tokens(tiny_engine):
     (ids,) = prompts_for(7, [10])
     first = tiny_engine.generate(ids, GREEDY)[0].token_ids

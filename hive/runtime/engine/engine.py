@@ -211,14 +211,16 @@ class Engine(AsyncServing):
             self.device,
             [item.request.pages.tensor() for item in items],
         )
+        # Decode steps of requests already generating; the rest computes prompt tokens.
+        generation = [item.extend_len == 1 and bool(item.request.output_ids) for item in items]
         started = time.perf_counter()
         logits = self.model.forward(batch, self.attention)
         sampled = [item.request for item in items if item.is_sampled]
         token_ids, logprobs = self.sampler(logits, sampled) if sampled else ([], None)
         self._stats.forward_seconds += time.perf_counter() - started
         self._stats.num_steps += 1
-        self._stats.num_decode_tokens += schedule.num_decode
-        self._stats.num_prefill_tokens += batch.num_tokens - schedule.num_decode
+        self._stats.num_decode_tokens += sum(generation)
+        self._stats.num_prefill_tokens += batch.num_tokens - sum(generation)
 
         for item in items:
             item.request.num_kv += item.extend_len
@@ -229,8 +231,10 @@ class Engine(AsyncServing):
                 req.logprobs.append(logprobs[row])
             if self._check_finished(req):
                 finished.append(req)
-        for item in items[schedule.num_decode :]:
-            if not item.request.finish_reason:
+        for item, is_generation in zip(items, generation, strict=True):
+            # Prompt tokens just computed (or a preempted request's tokens recomputed)
+            # go to the radix cache.
+            if not is_generation and not item.request.finish_reason:
                 self.scheduler.cache_prefix(item.request)
         for req in finished:
             self.scheduler.finish(req)

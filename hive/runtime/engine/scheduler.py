@@ -34,8 +34,8 @@ class ScheduledRequest(NamedTuple):
 
 
 class Schedule(NamedTuple):
-    items: list[ScheduledRequest]  # decode first, then extends
-    num_decode: int
+    items: list[ScheduledRequest]  # one-token rows first, then longer extends
+    num_decode: int  # one-token sampled rows: decodes, and prompts one token from done
     failed: list[Request]  # requests that can never fit; finished with an error
 
 
@@ -186,6 +186,14 @@ class Scheduler:
             victim = self._pick_victim(set())
             assert victim is not None
             self._fail_or_preempt(victim, failed)
+        # A prompt whose cached prefix leaves one token (sample 2..N of a prompt) has
+        # the shape of a decode row: run it with them (batched attention) rather than
+        # as an extend of its own.
+        one_token = [i for i in items[num_decode:] if i.extend_len == 1 and i.is_sampled]
+        if one_token:
+            rest = [i for i in items[num_decode:] if not (i.extend_len == 1 and i.is_sampled)]
+            items[num_decode:] = one_token + rest
+            num_decode += len(one_token)
         return Schedule(items, num_decode, failed)
 
     def _admit(self, items: list[ScheduledRequest], scheduled: set[int], budget: int) -> None:
