@@ -35,6 +35,7 @@ def test_bfloat16_is_packed_on_this_cpu_and_the_dense_copy_dropped():
         pytest.skip("this CPU has no packed bfloat16 kernel")
     assert layer.weight is None
     assert layer.num_bytes == w.numel() * 2
+    assert layer.fuses_add  # the residual add runs as a post-op of the packed kernel
 
 
 def test_float32_keeps_the_plain_kernel():
@@ -49,7 +50,7 @@ def test_add_to_is_the_residual_plus_the_layer(dtype):
     layer = Linear(w.clone(), b.clone())
     x, residual = torch.randn(16, 64).to(dtype), torch.randn(16, 96).to(dtype)
     got, unfused = layer.add_to(x, residual), residual + F.linear(x, w, b)
-    if layer.packed is None:
+    if not layer.fuses_add:
         assert torch.equal(got, unfused)
     else:  # one rounding instead of two: within one bf16 ulp of the unfused ops
         exact = residual.float() + F.linear(x.float(), w.float(), b.float())

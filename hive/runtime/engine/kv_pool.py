@@ -100,6 +100,12 @@ class KVPool:
     def capacity_tokens(self) -> int:
         return self.num_pages * self.page_size
 
+    def token_pages(self, layer_id: int) -> torch.Tensor:
+        """Page size 1 only: a layer as `(num_pages, 2, kv_heads, head_dim)`, one token
+        (its K and V side by side) per page."""
+        assert self.page_size == 1
+        return self.layers[layer_id].view(self.num_pages, 2, self.num_kv_heads, self.head_dim)
+
     def pages_for(self, num_tokens: int) -> int:
         return -(-num_tokens // self.page_size)
 

@@ -19,6 +19,8 @@ the last place of them, never bit-identical.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -27,7 +29,7 @@ _PACK_BATCH_HINT = 16  # oneDNN's layout hint; any batch size runs on the packed
 
 
 class Linear:
-    __slots__ = ("weight", "bias", "packed", "out_features", "num_bytes")
+    __slots__ = ("weight", "bias", "packed", "fuses_add", "out_features", "num_bytes")
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         self.weight = weight
@@ -37,6 +39,11 @@ class Linear:
         if bias is not None:
             self.num_bytes += bias.numel() * bias.element_size()
         self.packed = _pack(weight, bias)
+        self.fuses_add = self.packed is not None and _agrees(
+            lambda x: _linear_binary(x, x[:, :1], self.packed, bias, "add"),
+            lambda x: x[:, :1] + F.linear(x, weight, bias),
+            weight,
+        )
         if self.packed is not None:
             self.weight = None  # the packed copy replaces it: no second copy in memory
 
@@ -47,9 +54,9 @@ class Linear:
 
     def add_to(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """`residual + self(x)`: one fused call on the packed path."""
-        if self.packed is not None:
+        if self.fuses_add:
             return _linear_binary(x, residual, self.packed, self.bias, "add")
-        return residual + F.linear(x, self.weight, self.bias)
+        return residual + self(x)
 
 
 class SwiGLU:
@@ -63,19 +70,26 @@ class SwiGLU:
     __slots__ = ("gate", "up", "gate_up", "num_bytes")
 
     def __init__(self, gate: torch.Tensor, up: torch.Tensor) -> None:
-        self.gate, self.up = Linear(gate), Linear(up)
+        self.num_bytes = (gate.numel() + up.numel()) * gate.element_size()
+        self.gate: torch.Tensor | None = _pack(gate, None)
+        self.up: torch.Tensor | None = _pack(up, None)
         self.gate_up: Linear | None = None
-        self.num_bytes = self.gate.num_bytes + self.up.num_bytes
-        if self.gate.packed is None or self.up.packed is None or not _fusions_work(gate):
+        if self.gate is None or self.up is None or not self._fusion_agrees(gate, up):
+            self.gate = self.up = None
             self.gate_up = Linear(torch.cat([gate, up], dim=0).contiguous())
-            self.gate = self.up = None  # type: ignore[assignment]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.gate_up is None:
-            act = torch.ops.mkldnn._linear_pointwise(x, self.gate.packed, None, "swish", [], "")
-            return _linear_binary(x, act, self.up.packed, None, "mul")
+            return self._fused(x)
         gate, up = self.gate_up(x).chunk(2, dim=-1)
         return F.silu(gate) * up
+
+    def _fused(self, x: torch.Tensor) -> torch.Tensor:
+        act = torch.ops.mkldnn._linear_pointwise(x, self.gate, None, "swish", [], "")
+        return _linear_binary(x, act, self.up, None, "mul")
+
+    def _fusion_agrees(self, gate: torch.Tensor, up: torch.Tensor) -> bool:
+        return _agrees(self._fused, lambda x: F.silu(F.linear(x, gate)) * F.linear(x, up), gate)
 
 
 def _linear_binary(
@@ -84,23 +98,19 @@ def _linear_binary(
     return torch.ops.mkldnn._linear_pointwise.binary(x, other, packed, bias, op)
 
 
-def _fusions_work(weight: torch.Tensor) -> bool:
-    """Whether this torch build runs the fused kernels, and agrees with the unfused ops."""
-    probe = torch.linspace(-1, 1, 3 * weight.shape[1], dtype=weight.dtype).view(3, -1)
-    packed = torch.ops.mkldnn._reorder_linear_weight(weight, _PACK_BATCH_HINT)
+def _probe(weight: torch.Tensor) -> torch.Tensor:
+    """Three deterministic input rows for checking a kernel against the plain ops."""
+    return torch.linspace(-1, 1, 3 * weight.shape[1], dtype=weight.dtype).view(3, -1)
+
+
+def _agrees(fused: Callable, plain: Callable, weight: torch.Tensor) -> bool:
+    """Whether this torch build runs a fused kernel, within rounding of the plain ops."""
+    probe = _probe(weight)
     try:
-        act = torch.ops.mkldnn._linear_pointwise(probe, packed, None, "swish", [], "")
-        product = _linear_binary(probe, act, packed, None, "mul")
-        total = _linear_binary(probe, act, packed, None, "add")
+        got = fused(probe)
     except (RuntimeError, AttributeError, NotImplementedError):
         return False
-    plain = F.linear(probe, weight)
-    tolerance = dict(rtol=2e-2, atol=1e-2)  # a few bf16 units in the last place
-    return (
-        torch.allclose(act, F.silu(plain), **tolerance)
-        and torch.allclose(product, act * plain, **tolerance)
-        and torch.allclose(total, act + plain, **tolerance)
-    )
+    return torch.allclose(got, plain(probe), rtol=2e-2, atol=1e-2)  # a few bf16 ulps
 
 
 def _pack(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
@@ -109,10 +119,9 @@ def _pack(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | Non
         return None
     if not torch.backends.mkldnn.is_available():
         return None
+    probe = _probe(weight)
     try:
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, _PACK_BATCH_HINT)
-        probe = torch.linspace(-1, 1, 3 * weight.shape[1], dtype=weight.dtype)
-        probe = probe.view(3, weight.shape[1])
         got = torch.ops.mkldnn._linear_pointwise(probe, packed, bias, "none", [], "")
     except (RuntimeError, AttributeError, NotImplementedError):
         return None  # a torch build or CPU without the packed kernel

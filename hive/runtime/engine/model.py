@@ -57,14 +57,18 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return F.rms_norm(x, weight.shape, weight, eps)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-    """x * cos + rotate_half(x) * sin, with rotate_half(x) * sin as roll(x) * signed_sin.
+def apply_rope_(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> None:
+    """x = x * cos + rotate_half(x) * sin, in place, with rotate_half(x) * sin as
+    roll(x) * signed_sin.
 
     rotate_half(x) = cat(-x2, x1) equals roll(x, half) with its first half
     negated; folding that sign into the sin table (`signed_sin`) saves the
-    negation and the concatenation: three ops instead of six.
+    negation and the concatenation: three ops instead of six. In place, so q, k
+    and v stay in the projection's output, where K and V of a token sit side by
+    side as the KV pool stores them.
     """
-    return x.roll(x.shape[-1] // 2, dims=-1).mul_(signed_sin).addcmul_(x, cos)
+    rolled = x.roll(x.shape[-1] // 2, dims=-1)
+    x.mul_(cos).addcmul_(rolled, signed_sin)
 
 
 class LlamaModel:
@@ -113,21 +117,21 @@ class LlamaModel:
         args = self.args
         eps = args.rms_norm_eps
         num_tokens = batch.num_tokens
-        q_size, kv_size, head_dim = args.q_size, args.kv_size, args.head_dim
+        head_dim = args.head_dim
         num_qk_heads = args.num_heads + args.num_kv_heads
+        num_qkv_heads = num_qk_heads + args.num_kv_heads
         cos = self.rope_cos[batch.positions].unsqueeze(1)
         sin = self.rope_signed_sin[batch.positions].unsqueeze(1)
         attention.prepare(batch)
         x = F.embedding(batch.input_ids, self.embed)
         for layer_id, w in enumerate(self.layers):
             h = rms_norm(x, w.input_norm, eps)
-            qkv = w.qkv(h)
+            qkv = w.qkv(h).view(num_tokens, num_qkv_heads, head_dim)
             # RoPE on q and k together: one set of ops over (heads + kv_heads).
-            qk = qkv[:, : q_size + kv_size].view(num_tokens, num_qk_heads, head_dim)
-            qk = apply_rope(qk, cos, sin)
-            q, k = qk[:, : args.num_heads], qk[:, args.num_heads :]
-            v = qkv[:, q_size + kv_size :].view(num_tokens, args.num_kv_heads, head_dim)
-            o = attention.forward(layer_id, q, k, v)
+            apply_rope_(qkv[:, :num_qk_heads], cos, sin)
+            q = qkv[:, : args.num_heads]
+            kv = qkv[:, args.num_heads :].view(num_tokens, 2, args.num_kv_heads, head_dim)
+            o = attention.forward(layer_id, q, kv)
             x = w.o.add_to(o, x)
             h = rms_norm(x, w.post_norm, eps)
             x = w.down.add_to(w.mlp_act(h), x)

@@ -42,21 +42,26 @@ class BaseAttentionBackend(ABC):
 
     def plan_kv_writes(self, batch: ForwardBatch) -> None:
         """Where this step's new K/V rows go in every layer (the same rows in each)."""
+        ps = self.pool.page_size
         self.k_write = kv_write_rows(batch, self.pool)
-        self.v_write = self.k_write + self.pool.page_size
+        self.v_write = self.k_write + ps
+        # At page size 1 a page is one token's (K, V) pair: one copy writes both.
+        self.page_write = self.k_write // 2 if ps == 1 else None
 
-    def write_kv(self, layer_id: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Store the new tokens' K/V in the layer's pages (after `plan_kv_writes`)."""
+    def write_kv(self, layer_id: int, kv: torch.Tensor) -> None:
+        """Store the new tokens' `(T, 2, KVH, D)` K/V in the layer's pages."""
+        if self.page_write is not None:
+            self.pool.token_pages(layer_id).index_copy_(0, self.page_write, kv)
+            return
         rows = self.pool.rows[layer_id]
-        rows.index_copy_(0, self.k_write, k)
-        rows.index_copy_(0, self.v_write, v)
+        rows.index_copy_(0, self.k_write, kv[:, 0])
+        rows.index_copy_(0, self.v_write, kv[:, 1])
 
     @abstractmethod
     def prepare(self, batch: ForwardBatch) -> None:
         """Build the step's index tensors / plans; called once before the layers run."""
 
     @abstractmethod
-    def forward(
-        self, layer_id: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
-    ) -> torch.Tensor:
-        """q `(T, H, D)`, k/v `(T, KVH, D)` for the new tokens; returns `(T, H * D)`."""
+    def forward(self, layer_id: int, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        """q `(T, H, D)` and kv `(T, 2, KVH, D)` (K, then V: a token's layout in the
+        pool) for the new tokens; returns `(T, H * D)`."""

@@ -101,10 +101,8 @@ class FlashInferAttentionBackend(BaseAttentionBackend):
                 **common,
             )
 
-    def forward(
-        self, layer_id: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
-    ) -> torch.Tensor:
-        self.write_kv(layer_id, k, v)
+    def forward(self, layer_id: int, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        self.write_kv(layer_id, kv)
         cache = self.pool.layers[layer_id]
         d = self.num_decode
         parts = []

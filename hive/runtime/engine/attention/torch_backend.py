@@ -169,8 +169,8 @@ class TorchAttentionBackend(BaseAttentionBackend):
         rows = self.pool.rows[layer_id]
         qf = q.view(b, num_kv_heads, group, head_dim)
         if self.decode_pages is not None:  # page size 1: K and V of a token side by side
-            pages = self.pool.layers[layer_id].view(-1, 2, num_kv_heads, head_dim)
-            kv = pages.index_select(0, self.decode_pages).view(b, length, 2, num_kv_heads, head_dim)
+            kv = self.pool.token_pages(layer_id).index_select(0, self.decode_pages)
+            kv = kv.view(b, length, 2, num_kv_heads, head_dim)
             kd, vd = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
         else:
             kd = rows.index_select(0, self.decode_k_rows).view(b, length, num_kv_heads, head_dim)
@@ -202,13 +202,11 @@ class TorchAttentionBackend(BaseAttentionBackend):
             out = out.index_copy(0, grp.members, merged.to(out.dtype))
         return out
 
-    def forward(
-        self, layer_id: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
-    ) -> torch.Tensor:
-        self.write_kv(layer_id, k, v)
+    def forward(self, layer_id: int, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        self.write_kv(layer_id, kv)
         rows = self.pool.rows[layer_id]
         num_tokens, num_heads, head_dim = q.shape
-        num_kv_heads = k.shape[1]
+        num_kv_heads = kv.shape[2]
         b = self.num_decode
         if b:
             decoded = self._decode(layer_id, q[:b], num_kv_heads).reshape(b, num_heads * head_dim)
@@ -222,8 +220,8 @@ class TorchAttentionBackend(BaseAttentionBackend):
             s, n = ext.start, ext.q_len
             qe = q[s : s + n].transpose(0, 1).unsqueeze(0)
             if ext.kv_rows is None:
-                ke = k[s : s + n].transpose(0, 1).unsqueeze(0)
-                ve = v[s : s + n].transpose(0, 1).unsqueeze(0)
+                ke = kv[s : s + n, 0].transpose(0, 1).unsqueeze(0)
+                ve = kv[s : s + n, 1].transpose(0, 1).unsqueeze(0)
                 oe = F.scaled_dot_product_attention(
                     qe, ke, ve, is_causal=True, scale=self.scale, enable_gqa=True
                 )
