@@ -39,9 +39,11 @@ class Linear:
         if bias is not None:
             self.num_bytes += bias.numel() * bias.element_size()
         self.packed = _pack(weight, bias)
+        # The residual probe has the output's full shape, as in the model (a broadcast
+        # operand would select a different, reference-only oneDNN kernel).
         self.fuses_add = self.packed is not None and _agrees(
-            lambda x: _linear_binary(x, x[:, :1], self.packed, bias, "add"),
-            lambda x: x[:, :1] + F.linear(x, weight, bias),
+            lambda x: _linear_binary(x, F.linear(x, weight, bias), self.packed, bias, "add"),
+            lambda x: 2 * F.linear(x, weight, bias),
             weight,
         )
         if self.packed is not None:
