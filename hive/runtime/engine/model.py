@@ -3,11 +3,9 @@
 RMSNorm, RoPE (tables from the model's rope parameters), grouped-query
 attention through the attention backend, SwiGLU MLP, tied or untied head,
 optional q/k/v/o biases (Qwen2). Weights are taken from a `transformers`
-state dict and fused: q/k/v into one matrix; the MLP's gate and up either
-into one matrix or (packed bf16) into two GEMMs with silu and the product as
-epilogues (`SwiGLU`); the residual adds after o and down are GEMM epilogues
-too (`Linear.add_to`). All tokens of a step run through each linear layer at
-once; only rows that are sampled go through the final norm and the head.
+state dict and fused: q/k/v into one matrix, gate/up into one. All tokens of
+a step run through each linear layer at once; only rows that are sampled go
+through the final norm and the head.
 """
 
 from __future__ import annotations
@@ -19,12 +17,12 @@ import torch.nn.functional as F
 
 from hive.runtime.engine.attention.base import BaseAttentionBackend
 from hive.runtime.engine.forward_batch import ForwardBatch
-from hive.runtime.engine.linear import Linear, SwiGLU
+from hive.runtime.engine.linear import Linear
 from hive.runtime.engine.model_config import ModelArgs, rope_tables
 
 
 class LayerWeights:
-    __slots__ = ("input_norm", "qkv", "o", "post_norm", "mlp_act", "down")
+    __slots__ = ("input_norm", "qkv", "o", "post_norm", "gate_up", "down")
 
     def __init__(self, state: dict[str, torch.Tensor], prefix: str) -> None:
         def get(name: str) -> torch.Tensor | None:
@@ -44,11 +42,12 @@ class LayerWeights:
             qkv_bias = None
         self.qkv = Linear(torch.cat([q, k, v], dim=0).contiguous(), qkv_bias)
         self.o = Linear(get("self_attn.o_proj.weight"), get("self_attn.o_proj.bias"))
-        self.mlp_act = SwiGLU(get("mlp.gate_proj.weight"), get("mlp.up_proj.weight"))
+        gate, up = get("mlp.gate_proj.weight"), get("mlp.up_proj.weight")
+        self.gate_up = Linear(torch.cat([gate, up], dim=0).contiguous())
         self.down = Linear(get("mlp.down_proj.weight"))
 
-    def linears(self) -> tuple[Linear | SwiGLU, ...]:
-        return (self.qkv, self.o, self.mlp_act, self.down)
+    def linears(self) -> tuple[Linear, ...]:
+        return (self.qkv, self.o, self.gate_up, self.down)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -132,8 +131,9 @@ class LlamaModel:
             q = qkv[:, : args.num_heads]
             kv = qkv[:, args.num_heads :].view(num_tokens, 2, args.num_kv_heads, head_dim)
             o = attention.forward(layer_id, q, kv)
-            x = w.o.add_to(o, x)
+            x = x + w.o(o)
             h = rms_norm(x, w.post_norm, eps)
-            x = w.down.add_to(w.mlp_act(h), x)
+            gate, up = w.gate_up(h).chunk(2, dim=-1)
+            x = x + w.down(F.silu(gate) * up)
         x = rms_norm(x[batch.sample_indices], self.norm, eps)
         return self.lm_head(x).float()
