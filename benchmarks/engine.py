@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller workloads")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--model", default=None, help="model name or path (default smollm2-135m)")
-    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--repeat", type=int, default=1, help="runs per engine; medians compared")
     args = parser.parse_args()
     if args.repeat < 1:

@@ -212,8 +212,11 @@ def bench_engine(
     model: Annotated[str | None, typer.Option(help="Model to run both engines on.")] = None,
     dtype: Annotated[
         str,
-        typer.Option(help="bfloat16 (fast on AMX CPUs; transformers float32 runs too) or float32."),
-    ] = "bfloat16",
+        typer.Option(
+            help="auto (bfloat16 where the CPU has native bf16, else float32), bfloat16 "
+            "(transformers float32 runs too) or float32."
+        ),
+    ] = "auto",
     repeat: Annotated[
         int, typer.Option(help="Runs of Hive and of generate per workload; medians compared.")
     ] = 1,

@@ -448,7 +448,8 @@ def test_huge_file_is_rejected(tmp_path):
 def test_deeply_nested_value_is_rejected(tmp_path):
     d = first_error(tmp_path, GOOD + "description: " + "[" * 5000 + "]" * 5000 + "\n")
     assert d.span.line >= 1
-    assert "deeply" in d.message or "must be a string" in d.message
+    # Our own depth limit, or (PyYAML >= 6.0.3) the parser's: "exceeded maximum nesting depth".
+    assert "nest" in d.message or "must be a string" in d.message
 
 
 def test_deeply_nested_flow_is_rejected(tmp_path):

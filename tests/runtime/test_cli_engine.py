@@ -111,3 +111,12 @@ def test_bench_median_run_keeps_every_time():
         {"seconds": 2.0, "steps": 3},
     ]
     assert _median_run(runs) == {"seconds": 2.0, "steps": 3, "all_seconds": [3.0, 1.0, 2.0]}
+
+
+def test_bench_auto_dtype_follows_the_cpu(monkeypatch):
+    from hive.runtime.engine import bench
+
+    monkeypatch.setattr(bench, "cpu_has_fast_bfloat16", lambda: False)
+    assert "no native bf16" in bench.machine()
+    result = runner.invoke(app, ["bench", "engine", "--dtype", "int8"])
+    assert result.exit_code == 1 and "--dtype must be auto, float32 or bfloat16" in result.stderr

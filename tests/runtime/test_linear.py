@@ -1,4 +1,4 @@
-"""The packed (oneDNN) linear layer: bit-identical to F.linear, or not used."""
+"""The packed linear layer: oneDNN (bf16) and MKL (float32) packing, exact or not used."""
 
 import pytest
 import torch
@@ -37,7 +37,33 @@ def test_bfloat16_is_packed_on_this_cpu_and_the_dense_copy_dropped():
     assert layer.num_bytes == w.numel() * 2
 
 
-def test_float32_keeps_the_plain_kernel():
+def test_float32_keeps_the_plain_weight_beside_its_packed_copy():
     w, _ = _weights(torch.float32, False)
     layer = Linear(w)
     assert layer.packed is None and layer.weight is w
+    if not torch.backends.mkl.is_available():
+        pytest.skip("torch built without MKL")
+    assert layer.fp32_packed is not None
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_float32_padded_batches_match_the_16_row_kernel(bias):
+    """4..15 rows run padded through the 16-row packed kernel: each row's output is the
+    16-row product's, within float32 rounding of the plain kernel's."""
+    w, b = _weights(torch.float32, bias)
+    layer = Linear(w, b)
+    if layer.fp32_packed is None:
+        pytest.skip("no MKL packed sgemm here")
+    full = torch.randn(16, 64)
+    reference = F.linear(full, w, b)
+    for rows in (4, 7, 15):
+        got = layer(full[:rows])
+        assert torch.equal(got, reference[:rows])
+        torch.testing.assert_close(got, F.linear(full[:rows], w, b), rtol=1e-5, atol=1e-5)
+
+
+def test_pack_false_keeps_only_the_plain_kernel():
+    for dtype in (torch.float32, torch.bfloat16):
+        w, _ = _weights(dtype, False)
+        layer = Linear(w, pack=False)
+        assert layer.packed is None and layer.fp32_packed is None and layer.weight is w

@@ -7,7 +7,7 @@ import pytest
 import torch
 from runtime_helpers import make_tiny, prompts_for
 
-from hive.runtime import Engine
+from hive.runtime import Engine, SamplingParams
 from hive.runtime.engine.forward_batch import build_forward_batch
 
 KINDS = ["llama", "llama_untied", "llama3_rope", "qwen2", "mistral"]
@@ -72,6 +72,36 @@ def test_prefix_hit_and_mixed_decode_logits_match(model_pair):
     assert_close(ours[1:], hf_logits(hf, b)[12:])
     engine.pool.allocator.free(pa)
     engine.pool.allocator.free(pb)
+
+
+@pytest.mark.parametrize("rows", [6, 16])
+def test_decode_batches_on_the_packed_kernel_match(model_pair, rows):
+    """4-16 decode rows take float32's packed (padded) kernel on the CPU."""
+    hf, engine = model_pair
+    prompts = prompts_for(4, [9 + 3 * i for i in range(rows)])
+    pages = [engine.pool.allocator.allocate(len(p)) for p in prompts]
+    run_rows(engine, [p[:-1] for p in prompts], [0] * rows, pages)
+    ours = run_rows(
+        engine, [p[-1:] for p in prompts], [len(p) - 1 for p in prompts], pages, rows
+    )
+    for row, ids in enumerate(prompts):
+        assert_close(ours[row : row + 1], hf_logits(hf, ids)[-1:])
+    for p in pages:
+        engine.pool.allocator.free(p)
+
+
+def test_engines_with_and_without_packed_weights_agree():
+    hf = make_tiny("llama")
+    prompts = prompts_for(5, [12, 20, 7, 30, 15, 9])
+    params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
+    packed = Engine.from_hf(hf, kv_cache_tokens=2048, packed_weights=True)
+    plain = Engine.from_hf(hf, kv_cache_tokens=2048, packed_weights=False)
+    assert plain.model.layers[0].qkv.fp32_packed is None
+    if torch.backends.mkl.is_available():
+        assert packed.model.layers[0].qkv.fp32_packed is not None
+    assert [c.token_ids for c in packed.generate(prompts, params)] == [
+        c.token_ids for c in plain.generate(prompts, params)
+    ]
 
 
 def test_page_size_four_logits_match():

@@ -192,8 +192,9 @@ def _timed(fn: Any) -> float:
 
 def machine() -> str:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    bf16 = "native bf16" if cpu_has_fast_bfloat16() else "no native bf16 (no AMX / AVX512-BF16)"
     return (
-        f"{platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
+        f"{platform.machine()}, {os.cpu_count()} CPUs ({bf16}), {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, {gpu} (the engine runs on the CPU)"
     )
 
@@ -206,12 +207,29 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return median
 
 
+def cpu_has_fast_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AMX or AVX512-BF16); without
+    either, bf16 GEMMs are emulated and slower than float32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def run_bench(
-    model: str | None = None, quick: bool = False, dtype: str = "float32", repeat: int = 1
+    model: str | None = None, quick: bool = False, dtype: str = "auto", repeat: int = 1
 ) -> dict[str, Any]:
-    """Both engines run in `dtype` (bfloat16 uses AMX where the CPU has it)."""
+    """Both engines run in `dtype`; "auto" is bfloat16 where the CPU has native bf16
+    (AMX / AVX512-BF16), float32 elsewhere."""
     from hive.runtime.engine.model_loader import load_hf_model, resolve_model
 
+    if dtype == "auto":
+        dtype = "bfloat16" if cpu_has_fast_bfloat16() else "float32"
     allocator_tuned = keep_freed_memory()  # process-wide: both engines run with it
     hf, tokenizer = load_hf_model(resolve_model(model))
     hf.eval()

@@ -36,12 +36,12 @@ def generate_lines(
 
 
 def bench_engine_text(
-    *, model: str | None, quick: bool, as_json: bool, dtype: str = "bfloat16", repeat: int = 1
+    *, model: str | None, quick: bool, as_json: bool, dtype: str = "auto", repeat: int = 1
 ) -> str:
     from hive.runtime.engine.bench import format_report, run_bench
 
-    if dtype not in ("float32", "bfloat16"):
-        raise EngineError(f"--dtype must be float32 or bfloat16, got {dtype!r}")
+    if dtype not in ("auto", "float32", "bfloat16"):
+        raise EngineError(f"--dtype must be auto, float32 or bfloat16, got {dtype!r}")
     if repeat < 1:
         raise EngineError(f"--repeat must be >= 1, got {repeat}")
     results = run_bench(model=model, quick=quick, dtype=dtype, repeat=repeat)

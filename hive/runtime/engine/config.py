@@ -21,6 +21,12 @@ class EngineConfig:
     None the pool holds `DEFAULT_KV_TOKENS` tokens, capped at 40% of the
     device's available memory. A pool larger than the available memory is a
     `KVPoolTooLargeError`.
+
+    `packed_weights` lays the CPU's linear weights out for its fastest kernel
+    (linear.py): bf16 weights are replaced by a oneDNN-packed copy; float32
+    weights get a second, MKL-packed copy used for 4-16-row decode batches.
+    None (the default) packs bf16 always and float32 when that second copy
+    takes under a quarter of the available memory.
     """
 
     model: str | None = None
@@ -34,6 +40,7 @@ class EngineConfig:
     max_running_requests: int = 256
     max_context: int | None = None  # None: the model's max_position_embeddings
     eviction_policy: str = "lru"
+    packed_weights: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("page_size", "max_batch_tokens", "max_running_requests"):
@@ -56,6 +63,10 @@ class EngineConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise EngineError(f"{name} must be >= 1, got {value}")
+        if self.packed_weights is not None and not isinstance(self.packed_weights, bool):
+            raise EngineError(
+                f"packed_weights must be true, false or None, got {self.packed_weights!r}"
+            )
         if self.dtype not in (None, "float32", "bfloat16", "float16"):
             raise EngineError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
 

@@ -58,8 +58,15 @@ class Engine(AsyncServing):
         if args.sliding_window is not None:
             limits.append(args.sliding_window)  # full attention is exact up to the window
         self.max_context = min(limits)
+        state = hf_model.state_dict()
         self.model = LlamaModel(
-            args, hf_model.state_dict(), hf_config, self.max_context, device, dtype
+            args,
+            state,
+            hf_config,
+            self.max_context,
+            device,
+            dtype,
+            pack_weights=_should_pack(config.packed_weights, state, dtype, device),
         )
         self.eos_ids = _eos_ids(hf_model, tokenizer)
         num_pages = num_pages_for(
@@ -338,6 +345,22 @@ def _eos_ids(hf_model: Any, tokenizer: Any) -> frozenset[int]:
         elif isinstance(value, (list, tuple)):
             ids.update(int(v) for v in value)
     return frozenset(ids)
+
+
+PACKED_COPY_MEMORY_SHARE = 0.25  # of available memory, for float32's second packed copy
+
+
+def _should_pack(
+    choice: bool | None, state: dict[str, Any], dtype: torch.dtype, device: torch.device
+) -> bool:
+    """Whether to pack linear weights (EngineConfig.packed_weights; None decides here)."""
+    if choice is not None:
+        return choice
+    if device.type != "cpu" or dtype != torch.float32:
+        return True  # bf16 packing replaces the plain copy; other devices ignore it
+    weight_bytes = sum(t.numel() for t in state.values()) * 4
+    available = available_memory_bytes(device)
+    return available is None or weight_bytes <= PACKED_COPY_MEMORY_SHARE * available
 
 
 def _random_seed() -> int:

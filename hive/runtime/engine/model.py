@@ -24,7 +24,7 @@ from hive.runtime.engine.model_config import ModelArgs, rope_tables
 class LayerWeights:
     __slots__ = ("input_norm", "qkv", "o", "post_norm", "gate_up", "down")
 
-    def __init__(self, state: dict[str, torch.Tensor], prefix: str) -> None:
+    def __init__(self, state: dict[str, torch.Tensor], prefix: str, pack: bool) -> None:
         def get(name: str) -> torch.Tensor | None:
             return state.get(prefix + name)
 
@@ -40,11 +40,12 @@ class LayerWeights:
             qkv_bias = torch.cat(filled).contiguous()
         else:
             qkv_bias = None
-        self.qkv = Linear(torch.cat([q, k, v], dim=0).contiguous(), qkv_bias)
-        self.o = Linear(get("self_attn.o_proj.weight"), get("self_attn.o_proj.bias"))
+        self.qkv = Linear(torch.cat([q, k, v], dim=0).contiguous(), qkv_bias, pack=pack)
+        o_bias = get("self_attn.o_proj.bias")
+        self.o = Linear(get("self_attn.o_proj.weight"), o_bias, pack=pack)
         gate, up = get("mlp.gate_proj.weight"), get("mlp.up_proj.weight")
-        self.gate_up = Linear(torch.cat([gate, up], dim=0).contiguous())
-        self.down = Linear(get("mlp.down_proj.weight"))
+        self.gate_up = Linear(torch.cat([gate, up], dim=0).contiguous(), pack=pack)
+        self.down = Linear(get("mlp.down_proj.weight"), pack=pack)
 
     def linears(self) -> tuple[Linear, ...]:
         return (self.qkv, self.o, self.gate_up, self.down)
@@ -79,7 +80,10 @@ class LlamaModel:
         max_positions: int,
         device: torch.device | str,
         dtype: torch.dtype,
+        pack_weights: bool = True,
     ) -> None:
+        """`pack_weights`: lay linear weights out for the device's fastest kernel
+        (linear.py; in float32 on a CPU that keeps a second copy of them)."""
         self.args = args
         self.dtype = dtype
         state = {
@@ -91,9 +95,13 @@ class LlamaModel:
         head = state.get("lm_head.weight")
         # With tied embeddings and a packed (bf16 CPU) head, the head is a second copy of
         # the table: the lookup needs plain rows, the matmul the packed layout.
-        self.lm_head = Linear(self.embed if args.tie_word_embeddings or head is None else head)
+        self.lm_head = Linear(
+            self.embed if args.tie_word_embeddings or head is None else head, pack=pack_weights
+        )
         self.norm = state["norm.weight"]
-        self.layers = [LayerWeights(state, f"layers.{i}.") for i in range(args.num_layers)]
+        self.layers = [
+            LayerWeights(state, f"layers.{i}.", pack_weights) for i in range(args.num_layers)
+        ]
         cos, sin = rope_tables(hf_config, args, max_positions, device)
         half = args.head_dim // 2
         self.rope_cos = cos.to(dtype)
