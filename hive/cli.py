@@ -1,4 +1,4 @@
-"""The `hive` command line: validate, compile, schema, generate, bench.
+"""The `hive` command line: validate, compile, schema, run, eval, generate, bench.
 
 Commands are thin: they parse options, call the library and print. Every
 `HiveError` becomes a clear message and exit status 1, never a traceback.
@@ -187,6 +187,62 @@ def generate(
         raise typer.Exit(1) from None
     for line in lines:
         typer.echo(line)
+
+
+@app.command("run")
+def run_command(
+    spec: Annotated[
+        Path, typer.Argument(help="A spec (YAML/JSON) or a compiled plan.", show_default=False)
+    ],
+    input: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input", "-i", help="An input as NAME=VALUE (repeatable); non-strings as JSON."
+        ),
+    ] = None,
+    inputs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Inputs from a JSON file, or a .jsonl file: one run per line, all concurrent."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Replace the spec's model (smollm2-135m, a dir, a .gguf).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Run seed: every call's seed derives from it.")] = 0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print outputs, metrics and calls as JSON.")
+    ] = False,
+    trace: Annotated[
+        Path | None, typer.Option(help="Write a Chrome/Perfetto trace (one track per agent).")
+    ] = None,
+    policy: Annotated[str, typer.Option(help="KV-cache eviction policy: lru or lfu.")] = "lru",
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Cap every call's max_tokens (quick runs).")
+    ] = None,
+    early_stop: Annotated[
+        bool, typer.Option(help="Stop a vote's remaining samples once its winner is certain.")
+    ] = True,
+    dtype: Annotated[str | None, typer.Option(help="float32 (CPU default) or bfloat16.")] = None,
+) -> None:
+    """Run a workflow on Hive's engine and print its outputs."""
+    from hive.runtime.cli_run import execute
+
+    raise typer.Exit(
+        execute(
+            spec,
+            pairs=input or [],
+            inputs_file=inputs,
+            model=model,
+            seed=seed,
+            as_json=json_output,
+            trace_path=trace,
+            engine_options={"eviction_policy": policy, **({"dtype": dtype} if dtype else {})},
+            run_options={"max_tokens": max_tokens, "early_stop": early_stop},
+            out=out,
+            err=err,
+        )
+    )
 
 
 @bench_app.command("compile")

@@ -115,7 +115,8 @@ class Sampling(_Model):
     presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
     """Subtract this once from every token already in the output."""
     seed: int | None = None
-    """Fixed seed for this agent's calls; by default each call derives one from the run seed."""
+    """A seed of the agent's own: its calls derive their seeds from this (and their place
+    in the flow) instead of from the run seed, so its replies do not change with `--seed`."""
 
 
 class RegexExtract(_Model):

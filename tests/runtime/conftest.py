@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random Llama-family models and the default model (loaded once)."""
+"""Shared fixtures: tiny random Llama-family models (the default model: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,3 @@ def tiny_llama() -> torch.nn.Module:
 @pytest.fixture
 def tiny_engine(tiny_llama: torch.nn.Module) -> Engine:
     return Engine.from_hf(tiny_llama, kv_cache_tokens=4096)
-
-
-@pytest.fixture(scope="session")
-def smollm():
-    """(hf_model, tokenizer, engine) for the default model, loaded once per session."""
-    from hive.runtime.engine.model_loader import load_hf_model, resolve_model
-
-    hf_model, tokenizer = load_hf_model(resolve_model(None))
-    engine = Engine.from_hf(hf_model, tokenizer, kv_cache_tokens=16384)
-    return hf_model, tokenizer, engine

@@ -81,9 +81,7 @@ def test_decode_batches_on_the_packed_kernel_match(model_pair, rows):
     prompts = prompts_for(4, [9 + 3 * i for i in range(rows)])
     pages = [engine.pool.allocator.allocate(len(p)) for p in prompts]
     run_rows(engine, [p[:-1] for p in prompts], [0] * rows, pages)
-    ours = run_rows(
-        engine, [p[-1:] for p in prompts], [len(p) - 1 for p in prompts], pages, rows
-    )
+    ours = run_rows(engine, [p[-1:] for p in prompts], [len(p) - 1 for p in prompts], pages, rows)
     for row, ids in enumerate(prompts):
         assert_close(ours[row : row + 1], hf_logits(hf, ids)[-1:])
     for p in pages:

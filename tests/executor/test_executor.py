@@ -1,0 +1,229 @@
+"""The plan executor against a scripted engine: every spec, seeds, concurrency, bad input."""
+
+import asyncio
+import random
+import re
+from pathlib import Path
+
+import pytest
+from fake_engine import FakeEngine
+
+import hive
+from hive.compiler.spec import _is_of_type
+from hive.runtime.errors import InputError, RunError
+from hive.runtime.run import arun, load
+
+SPECS = sorted(Path(__file__).parents[2].joinpath("specs").glob("*.*"))
+
+
+def universal_reply(agent, prompt, seed):
+    """A reply every example spec can extract its fields from."""
+    score = seed % 10
+    return (
+        f"Step {seed % 7}: thinking. Answer: {seed % 3}. Rating: {score}/10. Value: {score}. "
+        f"VERDICT: APPROVE. Score: {score}. yes "
+        f'{{"label": "{["spam", "ham"][seed % 2]}", "verdict": "yes", "score": {score}, '
+        f'"approved": "APPROVED", "value": {score}, "rating": {score}}}'
+    )
+
+
+def inputs_for(plan):
+    values = {}
+    for name, decl in plan.spec.input_specs().items():
+        values[name] = ["first chunk", "second chunk"] if decl.type.startswith("list") else "q"
+    return values
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def test_every_example_runs_and_returns_its_declared_outputs(spec):
+    plan = load(spec)
+    engine = FakeEngine(universal_reply)
+    result = hive.run(plan, inputs_for(plan), engine=engine, seed=7)
+    declared = plan.spec.outputs or {}
+    assert set(result.outputs) == set(declared)
+    for name, type_name in declared.items():
+        value = result.outputs[name]
+        assert (
+            value is None
+            or _is_of_type(value, type_name)
+            or (type_name == "number" and isinstance(value, int))
+        ), (name, value)
+    assert result.metrics["calls"] == len(engine.requests) > 0
+    assert all(c.end >= c.start for c in result.calls)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def test_a_fixed_seed_reproduces_the_run_whatever_the_timing(spec):
+    plan = load(spec)
+    jitter = random.Random(0)
+    steady = hive.run(plan, inputs_for(plan), engine=FakeEngine(universal_reply), seed=3)
+    shuffled = hive.run(
+        plan,
+        inputs_for(plan),
+        engine=FakeEngine(universal_reply, delay=lambda *_: jitter.random() * 0.003),
+        seed=3,
+        early_stop=False,
+    )
+    assert steady.outputs == shuffled.outputs
+    key = lambda r: sorted((c.agent, c.path, c.seed) for c in r.calls)  # noqa: E731
+    if "sample" not in plan.spec.flow:  # a vote may stop early at different points
+        assert key(steady) == key(shuffled)
+    other = hive.run(plan, inputs_for(plan), engine=FakeEngine(universal_reply), seed=4)
+    assert {c.seed for c in other.calls}.isdisjoint({c.seed for c in steady.calls})
+
+
+def test_samples_of_a_call_get_consecutive_seeds_and_share_one_prompt():
+    engine = FakeEngine(lambda a, p, s: "Answer: 1" if a == "solver" else "yes")
+    hive.run("specs/self_consistency.yaml", {"question": "2+2?"}, engine=engine, seed=1)
+    solver = [r for r in engine.requests if r.agent_id == "solver"][:8]
+    seeds = [r.params.seed for r in solver]
+    assert seeds == list(range(seeds[0], seeds[0] + 8))
+    assert len({r.prompt[-1]["content"] for r in solver}) == 1
+    assert solver[0].prompt[0] == {"role": "system", "content": "You are a careful math tutor."}
+    assert "Question: 2+2?" in solver[0].prompt[-1]["content"]
+
+
+def test_a_vote_over_samples_stops_early_and_cancels_what_cannot_change_it():
+    def delay(agent, prompt, seed):
+        return 0.0 if seed % 8 < 6 else 0.5  # two of the eight samples are slow
+
+    seeds = {}
+
+    def reply(agent, prompt, seed):
+        return "Answer: 4" if agent == "solver" else "yes"
+
+    engine = FakeEngine(reply, delay=lambda a, p, s: delay(a, p, s - seeds.setdefault(a, s)))
+    result = hive.run("specs/self_consistency.yaml", {"question": "2+2?"}, engine=engine)
+    vote_event = next(e for e in result.trace.events if e.kind == "vote")
+    assert vote_event.detail["stopped_early"] and engine.cancelled == 2
+    assert result.outputs["answer"] == "4"
+
+
+def test_spawned_calls_run_concurrently():
+    engine = FakeEngine(universal_reply, delay=lambda *_: 0.01)
+    hive.run("specs/panel_vote.json", {"message": "win a prize"}, engine=engine)
+    assert engine.max_running == 3
+
+
+def test_map_runs_every_element_concurrently_and_keeps_the_order():
+    engine = FakeEngine(lambda a, p, s: p.split("Chunk:")[-1].strip() if a == "reader" else "done",
+                        delay=lambda a, p, s: 0.02 if "one" in p else 0.0)  # fmt: skip
+    plan = load("specs/map_reduce.yaml")
+    chunks = ["one", "two", "three"]
+    result = hive.run(plan, {"question": "q", "chunks": chunks}, engine=engine)
+    assert engine.max_running == 3
+    assert result.outputs["notes"] == 3
+    reducer_prompt = engine.prompts_of("reducer")[0]
+    assert reducer_prompt.index("one") < reducer_prompt.index("two") < reducer_prompt.index("three")
+
+
+def test_a_failing_call_in_a_spawn_group_names_its_agent_and_cancels_the_others():
+    def reply(agent, prompt, seed):
+        if agent == "lenient":
+            return RunError("the engine rejected the request")
+        return "Label: spam"
+
+    engine = FakeEngine(reply, delay=lambda a, p, s: 0.0 if a == "lenient" else 5.0)
+
+    async def go():
+        return await asyncio.wait_for(
+            arun("specs/panel_vote.json", {"message": "hello"}, engine=engine), timeout=2
+        )
+
+    with pytest.raises(RunError, match=r"agent 'lenient' \(message='hello'\)"):
+        asyncio.run(go())
+    assert engine.cancelled == 2
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({}, "missing input 'question' (string)"),
+        ({"question": "q", "extra": 1}, "unknown input(s) extra"),
+        ({"question": 5}, "input 'question' must be string, got 5"),
+    ],
+)
+def test_bad_inputs_are_clear_errors(inputs, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        hive.run("specs/self_consistency.yaml", inputs, engine=FakeEngine(universal_reply))
+
+
+def test_a_list_input_longer_than_declared_is_rejected():
+    with pytest.raises(InputError, match="at most 16"):
+        hive.run(
+            "specs/map_reduce.yaml",
+            {"question": "q", "chunks": ["c"] * 17},
+            engine=FakeEngine(universal_reply),
+        )
+
+
+def write_spec(tmp_path, agents, flow, inputs="  q: string\n"):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"hive: 1\nname: t\ninputs:\n{inputs}agents:\n{agents}flow: |\n{flow}")
+    return path
+
+
+def test_a_template_error_at_run_time_names_the_agent(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        "  a:\n    prompt: '{{ q.missing.deeper }}'\n",
+        "  r = a(q)\n  return {t: r.text}\n",
+    )
+    with pytest.raises(RunError, match=r"s.yaml:\d+:\d+: agent 'a': prompt template"):
+        hive.run(spec, {"q": "text"}, engine=FakeEngine(universal_reply))
+
+
+def test_an_extraction_that_finds_nothing_is_null_and_recorded(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        "  a:\n    prompt: '{{ q }}'\n    extract:\n      n: {regex: 'N=(\\d+)', type: integer}\n"
+        "      v: {json: verdict}\n",
+        "  r = a(q)\n  return {n: r.n, v: r.v}\n",
+    )
+    result = hive.run(spec, {"q": "x"}, engine=FakeEngine(lambda *_: "no number {not json"))
+    assert result.outputs == {"n": None, "v": None}
+    (call,) = result.calls
+    assert call.problems == [
+        "field 'n': no match for regex 'N=(\\d+)'",
+        "field 'v': the reply holds no JSON object",
+    ]
+
+
+def test_using_a_missing_field_as_a_number_fails_with_its_position(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        "  a:\n    prompt: '{{ q }}'\n    extract:\n      n: {regex: 'N=(\\d+)', type: integer}\n",
+        "  r = a(q)\n  return {m: r.n + 1}\n",
+    )
+    with pytest.raises(RunError, match=r"s.yaml:\d+:\d+: '\+' needs numbers, got None"):
+        hive.run(spec, {"q": "x"}, engine=FakeEngine(lambda *_: "nothing"))
+
+
+def test_a_verifier_that_never_accepts_is_bounded():
+    engine = FakeEngine(lambda a, p, s: "Answer: 3" if a == "solver" else "VERDICT: no")
+    result = hive.run("specs/resample_verifier.yaml", {"question": "q"}, engine=engine)
+    assert result.outputs == {"answer": "3", "accepted": False, "attempts": 6}
+    assert len(engine.prompts_of("solver")) == 6
+
+
+def test_hive_run_inside_an_event_loop_points_at_arun():
+    async def go():
+        hive.run(
+            "specs/self_consistency.yaml", {"question": "q"}, engine=FakeEngine(universal_reply)
+        )
+
+    with pytest.raises(RunError, match="hive.arun"):
+        asyncio.run(go())
+
+
+def test_many_inputs_share_one_engine_concurrently():
+    engine = FakeEngine(universal_reply, delay=lambda *_: 0.01)
+    plan = load("specs/best_of_n.yaml")
+
+    async def go():
+        return await asyncio.gather(
+            *(arun(plan, {"question": f"q{i}"}, engine=engine, seed=i) for i in range(3))
+        )
+
+    results = asyncio.run(go())
+    assert len(results) == 3 and engine.max_running >= 12  # 3 runs x 4 samples at once
