@@ -245,6 +245,42 @@ def run_command(
     )
 
 
+@app.command("eval")
+def eval_command(
+    spec: Annotated[Path, typer.Argument(help="A spec or compiled plan.", show_default=False)],
+    dataset: Annotated[Path, typer.Option(help="JSON lines: the inputs and the expected value.")],
+    expect: Annotated[str, typer.Option(help="The dataset field that holds the expected value.")],
+    output: Annotated[
+        str | None, typer.Option(help="The output compared with it (default: same name).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Replace the spec's model.")] = None,
+    seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Only the first N examples.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Cap every call's max_tokens.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Accuracy and cost (calls, tokens, time) of a workflow over a dataset."""
+    import asyncio
+    import json
+
+    from hive.runtime.evaluate import evaluate, format_report
+
+    try:
+        report = asyncio.run(
+            evaluate(spec, dataset, expect, output=output, model=model, seed=seed, limit=limit,
+                     max_tokens=max_tokens)
+        )  # fmt: skip
+    except HiveError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+    if json_output:
+        out.print(json.dumps(report), markup=False)
+    else:
+        out.print(format_report(report), markup=False)
+
+
 @bench_app.command("compile")
 def bench_compile(
     agents: Annotated[int, typer.Option(help="Agents in the generated spec.")] = 1000,

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from jinja2 import TemplateError, UndefinedError
+from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
 
 from hive.compiler.spec import Agent, Spec
-from hive.compiler.templates import environment
 from hive.errors import HiveError
 from hive.runtime.engine.request import Completion
 from hive.runtime.engine.sampling_params import SamplingParams
@@ -26,7 +26,7 @@ from hive.runtime.engine.serving import GenerationRequest
 from hive.runtime.errors import RunError
 from hive.runtime.extract import extract_fields
 from hive.runtime.trace import Trace
-from hive.runtime.values import Record, describe, for_template
+from hive.runtime.values import Record, describe, for_template, to_text
 
 Path = tuple[int, ...]
 
@@ -74,6 +74,12 @@ class AgentCaller:
         self.priorities = priorities or {}
         self.max_tokens = max_tokens  # a cap on every call's max_tokens (quick runs, CI)
         self._templates: dict[tuple[str, str], Any] = {}
+        # The compiler's sandbox settings, plus: every `{{ value }}` reads as `str()` in
+        # the flow does (null is empty, booleans lower-case, records their text).
+        self._jinja = SandboxedEnvironment(
+            autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True,
+            finalize=to_text,
+        )  # fmt: skip
 
     def prepare(self, agent_name: str, args: dict[str, Any], path: Path) -> PreparedCall:
         agent = self.spec.agents[agent_name]
@@ -95,7 +101,7 @@ class AgentCaller:
         try:
             if template is None:
                 source = agent.system if which == "system" else agent.prompt
-                template = self._templates[key] = environment().from_string(source or "")
+                template = self._templates[key] = self._jinja.from_string(source or "")
             return template.render(context)
         except UndefinedError as exc:
             raise RunError(f"agent '{agent_name}': {which} template: {exc.message}") from None

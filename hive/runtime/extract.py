@@ -84,8 +84,12 @@ def convert(value: Any, type_name: str) -> tuple[Any, str | None]:
     if type_name.startswith("list["):
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                parsed = json.loads(value)
             except json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, list):
+                value = parsed
+            else:  # "12, 13", or one item: a list of the comma-separated parts
                 value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, list):
             return None, f"{_show(value)} is not a list"

@@ -137,17 +137,28 @@ class Interpreter:
         assert until is not None
         return await resample(
             lambda k: self.caller.run(prepared, k),
-            lambda result: self.lam(until, scope, here, result),
+            lambda result, k: self.lam(until, scope, (*here, k), result),
             node.attrs["max_attempts"],
             self.trace,
             path_text(here),
         )
 
     async def op_join(self, node: Node, args: list[Any], scope: Scope, here: Path) -> Any:
-        futures = [a for a in args if isinstance(a, asyncio.Future)]
-        results = await gather_all(futures)  # one failure cancels the other branches
-        by_future = dict(zip(map(id, futures), results, strict=True))
-        return RecordList(by_future.get(id(a), a) for a in args)
+        """`join(h)`: h's result; `join(hs)`: a list of results; `join(h1, h2, ...)`: the
+        list of each argument joined. All spawns are awaited together; one failure
+        cancels the others."""
+        futures = [f for a in args for f in (a if isinstance(a, list) else [a])
+                   if isinstance(f, asyncio.Future)]  # fmt: skip
+        results = dict(zip(map(id, futures), await gather_all(futures), strict=True))
+
+        def joined(value: Any) -> Any:
+            if isinstance(value, list):
+                return RecordList(results.get(id(v), v) for v in value)
+            return results.get(id(value), value)
+
+        if len(args) == 1:
+            return joined(args[0])
+        return RecordList(joined(a) for a in args)
 
     # -- selection -----------------------------------------------------------------
 
@@ -198,7 +209,7 @@ class Interpreter:
         assert expand is not None and score is not None
         return await search(
             lambda state, at: self.lam(expand, scope, (*here, *at), state),
-            lambda state: self.lam(score, scope, here, state),
+            lambda state, at: self.lam(score, scope, (*here, *at), state),
             width=width,
             branch=fan,
             depth=node.attrs["depth"],
@@ -223,7 +234,7 @@ class Interpreter:
             lambda: self.lam(draft, scope, (*here, 0)),
             lambda d, r: self.lam(critique, scope, (*here, 1, r), d),
             lambda d, c, r: self.lam(revise, scope, (*here, 2, r), d, c),
-            (lambda d, c: self.lam(stop, scope, here, d, c)) if stop is not None else None,
+            (lambda d, c, r: self.lam(stop, scope, (*here, 3, r), d, c)) if stop else None,
             node.attrs["rounds"],
             self.trace,
             path_text(here),
@@ -264,25 +275,31 @@ class Interpreter:
 
 
 def _fusable_samples(graph: Graph) -> set[int]:
-    """`sample` nodes whose list only a `vote` uses (so that vote may stop them early)."""
+    """`sample` nodes whose list only a `vote` in the same region uses: that vote runs
+    exactly once per sample, so it may stop the samples early. (A vote inside a loop or
+    a lambda over the list would re-run them.)"""
     uses: dict[int, list[Node | None]] = {}
+    region_of: dict[int, int] = {}
 
     def visit(region: Region) -> None:
         for y in region.yields:
             uses.setdefault(y, []).append(None)  # yielded: used outside, never fused
         for node in region.nodes:
+            region_of[node.id] = id(region)
             for i in node.inputs:
                 uses.setdefault(i, []).append(node)
             for sub in node.regions:
                 visit(sub)
 
     visit(graph.body)
-    samples = {n.id for n in graph.nodes() if n.op == "sample"}
-    return {
-        s
-        for s in samples
-        if len(uses.get(s, [])) == 1 and (u := uses[s][0]) is not None and u.op == "vote"
-    }
+    fused = set()
+    for node in graph.nodes():
+        users = uses.get(node.id, [])
+        user = users[0] if len(users) == 1 else None
+        same_region = user is not None and region_of[user.id] == region_of[node.id]
+        if node.op == "sample" and same_region and user.op == "vote":
+            fused.add(node.id)
+    return fused
 
 
 def _field(value: Any, name: str) -> Any:
@@ -296,12 +313,16 @@ def _field(value: Any, name: str) -> Any:
 
 
 def _index(value: Any, index: Any) -> Any:
-    if not isinstance(value, list):
-        raise RunError(f"indexing needs a list, got {describe(value)}")
+    if isinstance(value, dict):
+        if not isinstance(index, str):
+            raise RunError(f"a record index must be a string, got {describe(index)}")
+        return _field(value, index)
+    if not isinstance(value, list | str):
+        raise RunError(f"indexing needs a list, string or record, got {describe(value)}")
     if isinstance(index, bool) or not isinstance(index, int):
         raise RunError(f"a list index must be an integer, got {describe(index)}")
     if not -len(value) <= index < len(value):
-        raise RunError(f"index {index} is out of range for a list of {len(value)}")
+        raise RunError(f"index {index} is out of range for a length of {len(value)}")
     return value[index]
 
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,12 +75,24 @@ def check_inputs(plan: Plan, inputs: dict[str, Any] | None) -> dict[str, Any]:
             value = float(value)
         if not _is_of_type(value, decl.type):
             raise InputError(f"input '{name}' must be {decl.type}, got {value!r:.60}")
+        if not _finite(value):
+            raise InputError(f"input '{name}' must be a finite number, got {value!r:.60}")
         if decl.max_items is not None and isinstance(value, list) and len(value) > decl.max_items:
             raise InputError(
                 f"input '{name}' has {len(value)} items; the spec allows at most {decl.max_items}"
             )
         checked[name] = value
     return checked
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
 
 
 def make_engine(model: str, **options: Any) -> EngineLike:

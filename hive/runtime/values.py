@@ -8,9 +8,13 @@ while `{{ r.answer }}` and `{% for n in notes %}` still reach the fields.
 
 from __future__ import annotations
 
+import asyncio
+import math
 from typing import Any
 
 from hive.runtime.errors import RunError
+
+_UNJOINED = "a spawned call's handle is not a value: join it first"
 
 
 class Record(dict):
@@ -29,6 +33,8 @@ def to_text(value: Any) -> str:
     """How a value reads in a prompt or in `str()`: null is empty, booleans lower-case."""
     if value is None:
         return ""
+    if isinstance(value, asyncio.Future):
+        raise RunError(_UNJOINED)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list) and not isinstance(value, RecordList):
@@ -38,6 +44,8 @@ def to_text(value: Any) -> str:
 
 def for_template(value: Any) -> Any:
     """A value prepared for a Jinja2 context (records and lists render as text)."""
+    if isinstance(value, asyncio.Future):
+        raise RunError(_UNJOINED)
     if isinstance(value, dict) and not isinstance(value, Record):
         return Record({k: for_template(v) for k, v in value.items()})
     if isinstance(value, list) and not isinstance(value, RecordList):
@@ -47,6 +55,8 @@ def for_template(value: Any) -> Any:
 
 def plain(value: Any) -> Any:
     """Records and lists as plain dicts and lists (for JSON output)."""
+    if isinstance(value, asyncio.Future):
+        raise RunError(_UNJOINED)
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -73,6 +83,13 @@ def _number(value: Any, op: str) -> float | int:
 
 def binop(op: str, left: Any, right: Any) -> Any:
     """The flow language's binary operators, with clear errors on bad operands."""
+    result = _binop(op, left, right)
+    if isinstance(result, float) and not math.isfinite(result):
+        raise RunError(f"'{op}' overflowed: {describe(left)} {op} {describe(right)}")
+    return result
+
+
+def _binop(op: str, left: Any, right: Any) -> Any:
     if op == "==":
         return left == right
     if op == "!=":
@@ -84,8 +101,10 @@ def binop(op: str, left: Any, right: Any) -> Any:
     if op == "in":
         if isinstance(right, str):
             return isinstance(left, str) and left in right
-        if isinstance(right, list | dict):
+        if isinstance(right, list):
             return left in right
+        if isinstance(right, dict):
+            return isinstance(left, str) and left in right
         raise RunError(f"'in' needs a string, list or record on the right, got {describe(right)}")
     if op == "+":
         if isinstance(left, str) and isinstance(right, str):

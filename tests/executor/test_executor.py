@@ -227,3 +227,85 @@ def test_many_inputs_share_one_engine_concurrently():
 
     results = asyncio.run(go())
     assert len(results) == 3 and engine.max_running >= 12  # 3 runs x 4 samples at once
+
+
+def echo(agent, prompt, seed):
+    return f"{agent}: {prompt}"
+
+
+def test_join_of_one_spawn_is_its_result_and_of_a_list_is_the_list(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        "  a:\n    prompt: 'A {{ q }}'\n",
+        "  h = spawn a(q)\n  r = join(h)\n  hs = [spawn a(q=q + '1'), spawn a(q=q + '2')]\n"
+        "  rs = join(hs)\n  both = join(h, hs)\n"
+        "  return {one: r.text, many: [rs[0].text, rs[1].text], n: len(both)}\n",
+    )
+    result = hive.run(spec, {"q": "x"}, engine=FakeEngine(echo))
+    assert result.outputs == {"one": "a: A x", "many": ["a: A x1", "a: A x2"], "n": 2}
+
+
+def test_an_unjoined_spawn_handle_is_never_a_prompt_or_an_output(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        "  a:\n    prompt: 'A {{ q }}'\n  b:\n    prompt: 'B {{ x }}'\n",
+        "  hs = [spawn a(q)]\n  r = b(x=hs)\n  return {t: r.text}\n",
+    )
+    with pytest.raises(RunError, match="join it first"):
+        hive.run(spec, {"q": "x"}, engine=FakeEngine(echo))
+
+
+def test_a_vote_in_a_loop_over_samples_made_once_does_not_resample(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        "  s:\n    prompt: 'S {{ q }}'\n    extract: {answer: '(\\d)'}\n",
+        "  votes = sample s(q) x 4\n  w = ''\n  repeat 3:\n    w = vote(votes, by=answer).answer\n"
+        "  return {w: w}\n",
+    )
+    engine = FakeEngine(lambda a, p, s: "7")
+    assert hive.run(spec, {"q": "x"}, engine=engine).outputs == {"w": "7"}
+    assert len(engine.requests) == 4
+
+
+def test_strings_and_records_can_be_indexed(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        "  a:\n    prompt: 'A {{ q }}'\n",
+        "  r = a(q)\n  return {c: q[0], t: r['text'], last: q[-1]}\n",
+    )
+    result = hive.run(spec, {"q": "xyz"}, engine=FakeEngine(echo))
+    assert result.outputs == {"c": "x", "t": "a: A xyz", "last": "z"}
+
+
+def test_every_lambda_call_has_its_own_seed_and_path():
+    engine = FakeEngine(lambda a, p, s: "Answer: 3" if a == "solver" else "VERDICT: no")
+    result = hive.run("specs/resample_verifier.yaml", {"question": "q"}, engine=engine)
+    verifier = [c for c in result.calls if c.agent == "verifier"]
+    assert len(verifier) == 6 and len({c.seed for c in verifier}) == 6
+    beam = hive.run("specs/beam_search.yaml", {"problem": "p"}, engine=FakeEngine(universal_reply))
+    for agent in ("stepper", "rater"):
+        calls = [c for c in beam.calls if c.agent == agent]
+        assert len({c.path for c in calls}) == len(calls) == len({c.seed for c in calls})
+
+
+def test_templates_render_null_and_booleans_as_flow_text(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        "  a:\n    prompt: 'A {{ q }}'\n    extract:\n      n: {regex: 'N=(\\d+)', type: integer}\n"
+        "      ok: {regex: '(yes|no)', type: boolean}\n"
+        "  b:\n    prompt: 'n=[{{ n }}] ok=[{{ ok }}]'\n",
+        "  r = a(q)\n  s = b(n=r.n, ok=r.ok)\n  return {t: s.text}\n",
+    )
+    engine = FakeEngine(lambda a, p, s: "yes" if a == "a" else p)
+    assert hive.run(spec, {"q": "x"}, engine=engine).outputs == {"t": "n=[] ok=[true]"}
+
+
+def test_non_finite_numbers_are_rejected(tmp_path):
+    spec = write_spec(
+        tmp_path, "  a:\n    prompt: 'A {{ n }}'\n", "  r = a(n=n)\n  return {x: n * n}\n",
+        inputs="  n: number\n",
+    )  # fmt: skip
+    with pytest.raises(InputError, match="finite"):
+        hive.run(spec, {"n": float("nan")}, engine=FakeEngine(echo))
+    with pytest.raises(RunError, match="overflowed"):
+        hive.run(spec, {"n": 1e308}, engine=FakeEngine(echo))

@@ -78,7 +78,8 @@ def test_vote_waits_for_lower_index_samples_before_choosing_the_representative()
     answers = ["5", "5", "5", "5", "5", "5", "7", "7"]
     delays = [0.2, 0.01, 0.01, 0.01, 0.01, 0.01, 2.0, 2.0]
     won = run(vote_early(_samples(answers, delays, []), by_answer, Trace(), "v"))
-    assert won["text"] == "s0" and won["votes"] == 6
+    # Counted in index order: decided at the fifth "5" (5 > 0 + 3 uncounted).
+    assert won["text"] == "s0" and won["votes"] == 5
 
 
 def test_vote_without_early_stop_counts_every_sample():
@@ -87,6 +88,24 @@ def test_vote_without_early_stop_counts_every_sample():
     trace = Trace()
     won = run(vote_early(_samples(answers, delays, []), by_answer, trace, "v", early_stop=False))
     assert won["votes"] == 6 and trace.events[0].detail["counted"] == 8
+
+
+def test_the_stopping_point_does_not_depend_on_completion_order():
+    answers = ["5", "9", "5", "5", "5", "5", "9", "9"]
+    outcomes = set()
+    for order in ([0.01] * 8, [0.08 - 0.01 * i for i in range(8)], [0.03, 0.01] * 4):
+        trace = Trace()
+        won = run(vote_early(_samples(answers, order, []), by_answer, trace, "v"))
+        outcomes.add((won["text"], won["votes"], trace.events[0].detail["counted"]))
+    assert outcomes == {("s0", 5, 6)}
+
+
+def test_vote_and_best_over_plain_values_return_the_value():
+    async def itself(i, v):
+        return v
+
+    assert run(vote(["b", "a", "a"], itself, Trace(), "v")) == "a"
+    assert run(best([3, 9, 1], itself, Trace(), "b")) == 9
 
 
 def test_a_close_vote_is_never_stopped_early():
@@ -156,7 +175,7 @@ def test_resample_stops_at_the_first_accepted_attempt():
         attempts.append(k)
         return Record(text=f"try {k}", answer=str(k))
 
-    async def accept(r):
+    async def accept(r, k):
         return r["answer"] == "2"
 
     result = run(resample(attempt, accept, 6, Trace(), "r"))
@@ -171,7 +190,7 @@ def test_resample_with_a_verifier_that_never_accepts_stops_at_the_bound():
         attempts.append(k)
         return Record(text=f"try {k}")
 
-    async def never(r):
+    async def never(r, k):
         return False
 
     result = run(resample(attempt, never, 4, Trace(), "r"))
@@ -195,7 +214,7 @@ def _refine_parts(log, approve_at):
         log.append(f"revise {d['text']}")
         return Record(text=f"v{r + 1}")
 
-    async def stop(d, c):
+    async def stop(d, c, r):
         return c["approved"]
 
     return draft, critique, revise, stop
@@ -226,7 +245,7 @@ def _search_parts(calls, steps, scores):
         calls.append((state["text"], at))
         return Record(text=steps(state, at))
 
-    async def score(state):
+    async def score(state, at):
         return scores(state)
 
     return expand, score

@@ -46,4 +46,7 @@ async def best(
     scores = await gather_all([score(i, c) for i, c in enumerate(candidates)])
     index = pick(scores, lowest)
     trace.event("best", path, scores=scores, winner=index, lowest=lowest)
-    return Record({**candidates[index], "score": as_score(scores[index])})
+    chosen = candidates[index]
+    if not isinstance(chosen, dict):
+        return chosen  # a plain value (a number, a string) has no field to carry the score
+    return Record({**chosen, "score": as_score(scores[index])})

@@ -17,7 +17,7 @@ async def refine(
     draft: Callable[[], Awaitable[Record]],
     critique: Callable[[Record, int], Awaitable[Record]],
     revise: Callable[[Record, Record, int], Awaitable[Record]],
-    stop: Callable[[Record, Record], Awaitable[object]] | None,
+    stop: Callable[[Record, Record, int], Awaitable[object]] | None,
     rounds: int,
     trace: Trace,
     path: str,
@@ -28,7 +28,7 @@ async def refine(
     for r in range(rounds):
         review = await critique(current, r)
         done += 1
-        if stop is not None and truthy(await stop(current, review)):
+        if stop is not None and truthy(await stop(current, review, r)):
             stopped = True
             break
         current = await revise(current, review, r)

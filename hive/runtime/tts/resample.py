@@ -15,7 +15,7 @@ from hive.runtime.values import Record, truthy
 
 async def resample(
     attempt: Callable[[int], Awaitable[Record]],
-    accept: Callable[[Record], Awaitable[object]],
+    accept: Callable[[Record, int], Awaitable[object]],
     max_attempts: int,
     trace: Trace,
     path: str,
@@ -24,7 +24,7 @@ async def resample(
     result: Record | None = None
     for k in range(max_attempts):
         result = await attempt(k)
-        ok = truthy(await accept(result))
+        ok = truthy(await accept(result, k))
         verdicts.append(ok)
         if ok:
             break

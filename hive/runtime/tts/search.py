@@ -24,7 +24,7 @@ from hive.runtime.tts.best import as_score
 from hive.runtime.values import Record, RecordList
 
 Expand = Callable[[Record, tuple[int, int, int]], Awaitable[Record]]
-Score = Callable[[Record], Awaitable[Any]]
+Score = Callable[[Record, tuple[int, int, int]], Awaitable[Any]]
 
 
 def root() -> Record:
@@ -74,7 +74,9 @@ async def search(
             child(state, str(step.get("text", "")).strip())
             for (_, _, state), step in zip(jobs, steps, strict=True)
         ]
-        scores = await gather_all([score(c) for c in children])
+        scores = await gather_all(
+            [score(c, (level, b, k)) for c, (b, k, _) in zip(children, jobs, strict=True)]
+        )
         for c, s in zip(children, scores, strict=True):
             c["score"] = as_score(s)
         kept = keep_best(children, width)

@@ -4,9 +4,9 @@ The winner is the most frequent key; a tie goes to the key seen first (the
 lowest sample index). Samples whose key is null (the field was not found in
 the reply) do not vote. Over running samples, the vote stops as soon as the
 leader cannot be caught (its count exceeds the runner-up's plus every sample
-still running), and the remaining samples are cancelled. The winner's record
-is the lowest-index sample with the winning key; the vote waits for every
-lower-index sample first, so the result never depends on completion order.
+not yet counted), and the remaining samples are cancelled. Samples are
+counted in index order, so the stopping point, the winner (the lowest-index
+sample with the winning key) and its `votes` never depend on completion order.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def majority(keys: list[Any]) -> tuple[int | None, int]:
     return first[best], counts[best]
 
 
-def _winner(index: int | None, votes: int, candidates: list[Record | None]) -> Record:
+def _winner(index: int | None, votes: int, candidates: list[Any]) -> Any:
+    """The winning element; a record gets its `votes` (other values are returned as is)."""
     chosen = candidates[index if index is not None else 0]
-    assert chosen is not None
-    return Record({**chosen, "votes": votes})
+    return Record({**chosen, "votes": votes}) if isinstance(chosen, dict) else chosen
 
 
 async def vote(candidates: list[Record], key: Key, trace: Trace, path: str) -> Record:
@@ -66,60 +66,57 @@ async def vote(candidates: list[Record], key: Key, trace: Trace, path: str) -> R
 async def vote_early(
     samples: list[Awaitable[Record]], key: Key, trace: Trace, path: str, early_stop: bool = True
 ) -> Record:
-    """Vote over samples as they finish; stop once the winner is certain."""
+    """Vote over samples as they finish; stop once the winner is certain.
+
+    Decisions look only at the longest run of finished samples from index 0 (a
+    sample that finishes out of order waits for those before it), so where the vote
+    stops, its winner and its count depend on the samples' keys alone, never on
+    which finished first.
+    """
     n = len(samples)
     tasks = [asyncio.ensure_future(s) for s in samples]
     index_of = {task: i for i, task in enumerate(tasks)}
-    results: list[Record | None] = [None] * n
+    results: list[Any] = [None] * n
     keys: list[Any] = [None] * n
-    done = [False] * n
+    finished_at: list[bool] = [False] * n
+    prefix = 0  # samples [0, prefix) are finished and keyed
     pending = set(tasks)
-    decided: int | None = None
     try:
         while pending:
             finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in sorted(finished, key=index_of.__getitem__):
-                i = index_of[task]
-                results[i] = task.result()  # a failed sample fails the vote
-                keys[i] = await key(i, results[i])
-                done[i] = True
-            if early_stop and pending:
-                decided = _decided(keys, done)
-                if decided is not None:
+            for task in finished:
+                results[index_of[task]] = task.result()  # a failed sample fails the vote
+                finished_at[index_of[task]] = True
+            while prefix < n and finished_at[prefix]:
+                keys[prefix] = await key(prefix, results[prefix])
+                prefix += 1
+                if early_stop and prefix < n and _decided(keys[:prefix], n - prefix):
                     break
+            if early_stop and prefix < n and _decided(keys[:prefix], n - prefix):
+                break
     finally:
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-    counted = [k if d else None for k, d in zip(keys, done, strict=True)]
+    counted = keys[:prefix]
     index, votes = majority(counted)
     trace.event(
-        "vote", path, keys=counted, winner=index, votes=votes, counted=sum(done),
-        stopped_early=bool(pending), cancelled=len(pending),
+        "vote", path, keys=counted, winner=index, votes=votes, counted=prefix,
+        stopped_early=prefix < n, cancelled=len(pending),
     )  # fmt: skip
     return _winner(index, votes, results)
 
 
-def _decided(keys: list[Any], done: list[bool]) -> int | None:
-    """The winner's index if no unfinished sample can change the result, else None."""
-    remaining = done.count(False)
+def _decided(keys: list[Any], remaining: int) -> bool:
+    """Whether the leader over `keys` stays ahead whatever `remaining` more samples say."""
     counts: dict[Hashable, int] = {}
-    for key, finished in zip(keys, done, strict=True):
-        if finished and key is not None:
+    for key in keys:
+        if key is not None:
             h = _hashable(key)
             counts[h] = counts.get(h, 0) + 1
     if not counts:
-        return None
+        return False
     ranked = sorted(counts.values(), reverse=True)
-    lead = ranked[0]
     runner_up = ranked[1] if len(ranked) > 1 else 0
-    if lead <= runner_up + remaining:
-        return None
-    leader = next(h for h, c in counts.items() if c == lead)
-    first = next(
-        i for i, k in enumerate(keys) if done[i] and k is not None and _hashable(k) == leader
-    )
-    if not all(done[:first]):
-        return None  # a lower-index sample may still be the winner's representative
-    return first
+    return ranked[0] > runner_up + remaining
