@@ -54,6 +54,7 @@ class PreparedCall:
     seed: int
     path: Path
     args: dict[str, Any]
+    prefix_group: str | None = None
 
 
 class AgentCaller:
@@ -66,6 +67,7 @@ class AgentCaller:
         seed: int = 0,
         priorities: dict[str, int] | None = None,
         max_tokens: int | None = None,
+        prefix_groups: dict[int, str] | None = None,
     ) -> None:
         self.spec = spec
         self.engine_for = engine_for
@@ -73,6 +75,7 @@ class AgentCaller:
         self.seed = seed
         self.priorities = priorities or {}
         self.max_tokens = max_tokens  # a cap on every call's max_tokens (quick runs, CI)
+        self.prefix_groups = prefix_groups or {}  # call node id -> the plan's prefix group
         self._templates: dict[tuple[str, str], Any] = {}
         # The compiler's sandbox settings, plus: every `{{ value }}` reads as `str()` in
         # the flow does (null is empty, booleans lower-case, records their text).
@@ -92,7 +95,8 @@ class AgentCaller:
         messages.append({"role": "user", "content": self._render(agent_name, "prompt", context)})
         base = agent.sampling.seed if agent.sampling.seed is not None else self.seed
         seed = derive_seed(base, agent_name, path)
-        return PreparedCall(agent_name, messages, self._params(agent), seed, path, args)
+        group = self.prefix_groups.get(path[-1]) if path else None  # a path ends at its node
+        return PreparedCall(agent_name, messages, self._params(agent), seed, path, args, group)
 
     def _render(self, agent_name: str, which: str, context: dict[str, Any]) -> str:
         key = (agent_name, which)
@@ -131,6 +135,7 @@ class AgentCaller:
         """Sample `sample` of a prepared call: its result record."""
         seed = (call.seed + sample) % 2**63
         record = self.trace.begin_call(call.agent, path_text((*call.path, sample)), seed)
+        record.prefix_group = call.prefix_group
         params = SamplingParams(**{**call.params.__dict__, "seed": seed, "n": 1})
         request = GenerationRequest(
             call.messages, params, agent_id=call.agent, priority=self.priorities.get(call.agent, 0)

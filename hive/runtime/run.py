@@ -147,7 +147,13 @@ async def arun(
         return engines(default_model if agent_model == plan.spec.model else agent_model)
 
     caller = AgentCaller(
-        plan.spec, engine_for, trace, seed=seed, priorities=priorities, max_tokens=max_tokens
+        plan.spec,
+        engine_for,
+        trace,
+        seed=seed,
+        priorities=priorities,
+        max_tokens=max_tokens,
+        prefix_groups=plan.call_group(),
     )
     started = time.perf_counter()
     value = await Interpreter(plan, caller, early_stop=early_stop).run(checked)

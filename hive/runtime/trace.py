@@ -34,6 +34,7 @@ class CallRecord:
     cached_prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    prefix_group: str | None = None  # the plan's static prompt-prefix group of the call
 
 
 @dataclass
@@ -112,6 +113,7 @@ class Trace:
                     "args": {
                         "path": c.path,
                         "seed": c.seed,
+                        "prefix_group": c.prefix_group,
                         "prompt_tokens": c.prompt_tokens,
                         "prefix_cache_hit_tokens": c.cached_prompt_tokens,
                         "completion_tokens": c.completion_tokens,

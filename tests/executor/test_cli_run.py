@@ -53,6 +53,7 @@ def test_run_json_and_trace(fake, tmp_path):
     assert tracks == {"flow", "agent strict", "agent lenient", "agent expert"}
     slices = [e for e in events if e["ph"] == "X"]
     assert len(slices) == 3 and all("prefix_cache_hit_tokens" in e["args"] for e in slices)
+    assert {e["args"]["prefix_group"] for e in slices} == {"g0", "g1", "g2"}
     assert any(e["ph"] == "i" and e["name"] == "vote" for e in events)
 
 
@@ -162,3 +163,17 @@ def test_ctrl_c_stops_promptly_and_writes_the_partial_trace(tmp_path):
         e for e in events if e["ph"] == "X" and e["args"]["finish_reason"] == "unfinished"
     ]
     assert len(unfinished) == 8
+
+
+def test_the_status_line_counts_calls_tokens_and_cache_hits():
+    from hive.runtime.progress import status_line
+    from hive.runtime.trace import Trace
+
+    trace = Trace()
+    done = trace.begin_call("a", "1/0", 5)
+    done.completion_tokens, done.prompt_tokens, done.cached_prompt_tokens = 20, 50, 30
+    trace.end_call(done)
+    trace.begin_call("b", "2/0", 6)
+    line = status_line([trace], 2.0, {"num_steps": 7}).plain
+    assert line.startswith("calls 1 done, 1 running | 20 tokens (10/s) | prefix cache 30/50")
+    assert line.endswith("engine steps 7")
