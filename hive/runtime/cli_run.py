@@ -168,7 +168,14 @@ def execute(
         if pairs:
             extra = parse_input_pairs(plan, pairs)
             rows = [{**row, **extra} for row in rows]
+        if "eviction_policy" in engine_options:  # a typo fails now, not after loading a model
+            from hive.runtime.engine.eviction import make_eviction_policy
+
+            make_eviction_policy(engine_options["eviction_policy"])
         engines = EnginePool(None, model or plan.spec.model, **engine_options)
+        for row in rows:
+            check_inputs(plan, row)  # bad inputs fail before the model loads
+        engines(model or plan.spec.model)  # load the model once, before the progress line
         console = err if err.is_terminal and not as_json else None
         results = asyncio.run(
             run_many(

@@ -102,6 +102,10 @@ def test_typed_inputs_are_read_as_json(fake):
         ),
         (["specs/nope.yaml", "-i", "q=1"], "nope.yaml"),
         (["specs/best_of_n.yaml", "--inputs", "missing.jsonl"], "cannot read inputs"),
+        (
+            ["specs/best_of_n.yaml", "-i", "question=q", "--policy", "mru"],
+            "unknown eviction policy",
+        ),
     ],
 )
 def test_bad_run_invocations_are_one_clear_line(fake, args, message):
@@ -177,3 +181,11 @@ def test_the_status_line_counts_calls_tokens_and_cache_hits():
     line = status_line([trace], 2.0, {"num_steps": 7}).plain
     assert line.startswith("calls 1 done, 1 running | 20 tokens (10/s) | prefix cache 30/50")
     assert line.endswith("engine steps 7")
+
+
+def test_an_unknown_model_is_one_clear_line_before_any_call():
+    result = runner.invoke(
+        app, ["run", "specs/best_of_n.yaml", "-i", "question=q", "--model", "/no/such/model"]
+    )
+    assert result.exit_code == 1
+    assert "/no/such/model" in result.stderr and "Traceback" not in result.output
