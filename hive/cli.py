@@ -255,7 +255,7 @@ def eval_command(
     ] = None,
     model: Annotated[str | None, typer.Option(help="Replace the spec's model.")] = None,
     seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
-    limit: Annotated[int | None, typer.Option(help="Only the first N examples.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N examples.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Cap every call's max_tokens.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -276,9 +276,11 @@ def eval_command(
         err.print("interrupted", markup=False)
         raise typer.Exit(130) from None
     if json_output:
-        out.print(json.dumps(report), markup=False)
+        out.print(json.dumps(report, default=str), markup=False)
     else:
         out.print(format_report(report), markup=False)
+    if report["errors"]:
+        raise typer.Exit(1)  # the report stands, but some examples failed to run
 
 
 @bench_app.command("compile")

@@ -51,7 +51,7 @@ def read_inputs_file(path: Path) -> list[dict[str, Any]]:
         raise InputError(f"{path}: cannot read inputs: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    if path.suffix == ".jsonl":
+    if path.suffix.lower() == ".jsonl":
         rows = []
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -83,8 +83,8 @@ async def run_many(
     traces: list[Trace],
 ) -> list[Result | Exception]:
     """Every input row through the same engines, concurrently."""
-    for row in rows:
-        check_inputs(plan, row)  # fail before any model work
+    for i, row in enumerate(rows):
+        check_row(plan, row, i, len(rows))  # fail before any model work
     started = time.perf_counter()
     progress = None
     if console is not None:
@@ -107,6 +107,16 @@ async def run_many(
         if progress is not None:
             progress.cancel()
             await asyncio.gather(progress, return_exceptions=True)
+
+
+def check_row(plan: Plan, row: dict[str, Any], index: int, num_rows: int) -> None:
+    """check_inputs, naming the row (1-based, in file order) when there are several."""
+    try:
+        check_inputs(plan, row)
+    except InputError as exc:
+        if num_rows > 1:
+            raise InputError(f"input {index + 1}: {exc}") from None
+        raise
 
 
 def _engine_stats(engines: EnginePool) -> dict[str, Any] | None:
@@ -173,8 +183,8 @@ def execute(
 
             make_eviction_policy(engine_options["eviction_policy"])
         engines = EnginePool(None, model or plan.spec.model, **engine_options)
-        for row in rows:
-            check_inputs(plan, row)  # bad inputs fail before the model loads
+        for i, row in enumerate(rows):
+            check_row(plan, row, i, len(rows))  # bad inputs fail before the model loads
         engines(model or plan.spec.model)  # load the model once, before the progress line
         console = err if err.is_terminal and not as_json else None
         results = asyncio.run(

@@ -46,8 +46,11 @@ def load(spec_or_plan: str | Path | Plan) -> Plan:
     if isinstance(spec_or_plan, Plan):
         return spec_or_plan
     path = Path(spec_or_plan)
-    if path.suffix == ".json":
-        head = path.read_text(encoding="utf-8")[:4096] if path.exists() else ""
+    if path.suffix.lower() == ".json" and path.is_file():
+        try:
+            head = path.read_text(encoding="utf-8")[:4096]
+        except (OSError, UnicodeDecodeError):
+            head = ""  # load_spec reports the file's problem with its position
         if '"hive-plan"' in head:
             return load_plan(path)
     return compile_spec(load_spec(path))

@@ -70,7 +70,7 @@ def test_batch_mode_runs_every_line_through_one_engine(fake, tmp_path):
     rows.write_text('{"question": "a"}\n\n{"question": "b"}\n{"question": 3}\n')
     result = runner.invoke(app, ["run", "specs/best_of_n.yaml", "--inputs", str(rows)])
     assert result.exit_code == 1  # the third line's input is not a string
-    assert "input 'question' must be string" in result.stderr
+    assert "input 3: input 'question' must be string" in result.stderr
     rows.write_text('{"question": "a"}\n{"question": "b"}\n')
     result = runner.invoke(app, ["run", "specs/best_of_n.yaml", "--inputs", str(rows), "--json"])
     assert result.exit_code == 0, result.output
@@ -102,6 +102,7 @@ def test_typed_inputs_are_read_as_json(fake):
         ),
         (["specs/nope.yaml", "-i", "q=1"], "nope.yaml"),
         (["specs/best_of_n.yaml", "--inputs", "missing.jsonl"], "cannot read inputs"),
+        (["tests", "-i", "q=1"], "cannot read spec"),
         (
             ["specs/best_of_n.yaml", "-i", "question=q", "--policy", "mru"],
             "unknown eviction policy",
@@ -189,3 +190,14 @@ def test_an_unknown_model_is_one_clear_line_before_any_call():
     )
     assert result.exit_code == 1
     assert "/no/such/model" in result.stderr and "Traceback" not in result.output
+
+
+def test_an_unreadable_json_spec_is_a_clean_error(fake, tmp_path):
+    folder = tmp_path / "plan.json"
+    folder.mkdir()
+    binary = tmp_path / "bad.json"
+    binary.write_bytes(b"\xff\xfe{")
+    for path in (folder, binary):
+        result = runner.invoke(app, ["run", str(path)])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert path.name in result.stderr

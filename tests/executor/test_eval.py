@@ -81,3 +81,43 @@ def test_hive_eval_command(monkeypatch):
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.stdout
     assert "10 calls (1.0 per example)" in result.stdout
+
+
+def test_a_failing_example_is_reported_and_the_others_still_count(monkeypatch, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "fine", "answer": "4"}\n{"question": "FAIL", "answer": "4"}\n')
+
+    def reply(agent, prompt, seed):
+        return InputError("boom") if "FAIL" in prompt else "4"
+
+    report = asyncio.run(
+        evaluate(ROOT / "benchmarks/eval/greedy.yaml", data, "answer", engine=FakeEngine(reply))
+    )
+    assert report["correct"] == 1 and report["errors"] == 1
+    assert "agent 'solver'" in report["rows"][1]["error"]
+    monkeypatch.setattr(run_module, "make_engine", lambda model, **o: FakeEngine(reply))
+    result = CliRunner().invoke(
+        app, ["eval", "benchmarks/eval/greedy.yaml", "--dataset", str(data), "--expect", "answer"]
+    )
+    assert result.exit_code == 1 and "(1/2; 1 failed (first: " in result.stdout
+
+
+def test_eval_model_option_reaches_every_call(monkeypatch):
+    made = []
+    monkeypatch.setattr(
+        run_module, "make_engine", lambda model, **o: made.append(model) or FakeEngine(oracle)
+    )
+    asyncio.run(
+        evaluate(ROOT / "benchmarks/eval/greedy.yaml", DATASET, "answer", model="mine", limit=2)
+    )
+    assert made == ["mine"]
+
+
+def test_eval_rejects_a_missing_output_and_a_bad_limit(tmp_path):
+    spec = tmp_path / "plain.yaml"
+    spec.write_text("hive: 1\nname: p\ninputs: {question: string}\nagents:\n  a:\n"
+                    "    prompt: '{{ question }}'\nflow: |\n  r = a(question)\n  return r.text\n")  # fmt: skip
+    with pytest.raises(InputError, match="no output 'answer'.*returns result"):
+        asyncio.run(evaluate(spec, DATASET, "answer", engine=FakeEngine(oracle), limit=1))
+    with pytest.raises(InputError, match="limit must be at least 1"):
+        asyncio.run(evaluate(spec, DATASET, "answer", engine=FakeEngine(oracle), limit=0))

@@ -124,10 +124,23 @@ def test_a_failing_sample_fails_the_vote_and_cancels_the_others():
         await asyncio.sleep(0.01)
         raise RunError("agent 'solver': the engine failed")
 
-    samples = _samples(["1", "1", "1"], [1.0, 1.0, 1.0], log) + [boom()]
+    samples = [boom(), *_samples(["1", "1", "1"], [1.0, 1.0, 1.0], log)]
     with pytest.raises(RunError, match="solver"):
         run(vote_early(samples, by_answer, Trace(), "v"))
     assert sorted(i for kind, i in log if kind == "cancelled") == [0, 1, 2]
+
+
+def test_a_sample_failing_after_the_winner_is_certain_never_fails_the_vote():
+    """Whether the vote fails depends on the samples, not on when the failure arrives."""
+
+    async def boom(delay):
+        await asyncio.sleep(delay)
+        raise RunError("agent 'solver': the engine failed")
+
+    for fail_delay in (0.0, 0.2):
+        samples = _samples(["4"] * 7, [0.01] * 7, []) + [boom(fail_delay)]
+        won = run(vote_early(samples, by_answer, Trace(), "v"))
+        assert won["answer"] == "4" and won["votes"] == 5  # 5 > 0 + 3: decided at sample 4
 
 
 # -- best ---------------------------------------------------------------------------

@@ -77,6 +77,7 @@ async def vote_early(
     tasks = [asyncio.ensure_future(s) for s in samples]
     index_of = {task: i for i, task in enumerate(tasks)}
     results: list[Any] = [None] * n
+    errors: list[BaseException | None] = [None] * n
     keys: list[Any] = [None] * n
     finished_at: list[bool] = [False] * n
     prefix = 0  # samples [0, prefix) are finished and keyed
@@ -85,9 +86,17 @@ async def vote_early(
         while pending:
             finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
-                results[index_of[task]] = task.result()  # a failed sample fails the vote
-                finished_at[index_of[task]] = True
+                i = index_of[task]
+                finished_at[i] = True
+                # Read every outcome (no "exception never retrieved"); a failure counts only
+                # when the index-order count reaches it, so whether the vote fails does not
+                # depend on which sample finished first.
+                errors[i] = None if task.cancelled() else task.exception()
+                if errors[i] is None and not task.cancelled():
+                    results[i] = task.result()
             while prefix < n and finished_at[prefix]:
+                if errors[prefix] is not None:
+                    raise errors[prefix]
                 keys[prefix] = await key(prefix, results[prefix])
                 prefix += 1
                 if early_stop and prefix < n and _decided(keys[:prefix], n - prefix):
