@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from hive.runtime.engine.agent_stats import AgentStats
 from hive.runtime.engine.attention import backend_class
 from hive.runtime.engine.config import DEFAULT_KV_TOKENS, EngineConfig, make_config
 from hive.runtime.engine.errors import EngineError, InvalidRequestError, KVCacheTooSmallError
@@ -327,6 +328,10 @@ class Engine(AsyncServing):
             else:
                 out += [replace(slot, sample_index=i) for i in range(params.n)]
         return out
+
+    def agent_stats(self) -> dict[str, AgentStats]:
+        """Per-agent calls, prompt tokens, prefix hits, recomputed tokens, evictions."""
+        return dict(self.scheduler.ledger.agents)
 
     def stats(self) -> dict[str, float]:
         self._stats.num_evicted_pages = self.cache.num_evicted_pages

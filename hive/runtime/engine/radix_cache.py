@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 from typing import NamedTuple
 
 from hive.runtime.engine.eviction import BaseEvictionPolicy, LRUPolicy
@@ -78,6 +79,8 @@ class RadixCache:
         self.num_pages = 0
         self.num_evicted_pages = 0
         self._clock = itertools.count(1)
+        # Told (agents of the node, pages) for every evicted node: per-agent accounting.
+        self.on_evict: Callable[[set[str], int], None] | None = None
 
     def _key(self, token_ids: list[int], start: int) -> tuple[int, ...]:
         return tuple(token_ids[start : start + self.page_size])
@@ -207,6 +210,8 @@ class RadixCache:
             _, node = heapq.heappop(heap)
             self.allocator.free(node.page_ids)
             freed += len(node.page_ids)
+            if self.on_evict is not None:
+                self.on_evict(node.agent_ids, len(node.page_ids))
             parent = node.parent
             assert parent is not None
             del parent.children[self._key(node.token_ids, 0)]

@@ -58,6 +58,7 @@ class Request:
         "on_finish",
         "stop_text_len",
         "num_cached_prompt",
+        "admitted",
     )
 
     def __init__(
@@ -93,6 +94,7 @@ class Request:
         self.on_finish: Any = None
         self.stop_text_len: int | None = None  # chars of text kept when a stop string hit
         self.num_cached_prompt = 0  # prompt tokens served by the prefix cache (first admission)
+        self.admitted = False  # admitted at least once (a preempted request is re-admitted)
 
     @property
     def page_ids(self) -> list[int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from hive.runtime.engine.agent_stats import AgentLedger
 from hive.runtime.engine.errors import KVCacheTooSmallError
 from hive.runtime.engine.kv_pool import KVPool
 from hive.runtime.engine.radix_cache import RadixCache
@@ -57,10 +58,13 @@ class Scheduler:
         stats: EngineStats,
         max_batch_tokens: int,
         max_running_requests: int,
+        ledger: AgentLedger | None = None,
     ) -> None:
         self.pool = pool
         self.cache = cache
         self.stats = stats
+        self.ledger = ledger if ledger is not None else AgentLedger(pool.page_size)
+        cache.on_evict = self.ledger.record_eviction
         self.max_batch_tokens = max_batch_tokens
         self.max_running_requests = max_running_requests
         self.waiting: list[Request] = []
@@ -223,8 +227,10 @@ class Scheduler:
             if n == 0:
                 self.release(req)
                 break
-            if not req.output_ids and req.num_cached_prompt == 0:
+            if not req.admitted:
                 req.num_cached_prompt = match.num_tokens
+                self.ledger.record_admission(req.agent_id, tokens[:-1], match.num_tokens)
+                req.admitted = True
             self.stats.num_prefix_hit_tokens += match.num_tokens
             self.waiting.remove(req)
             self.running.append(req)

@@ -1,0 +1,86 @@
+"""Per-agent counters: calls, prompt tokens, prefix-cache hits, recomputation.
+
+At a request's first admission the scheduler records its prompt: how many
+tokens the radix cache served (`hit_tokens`), how many had been computed
+before for the same prefix (`reusable_tokens`, from the prefix history),
+and the difference: tokens computed again because their KV had been
+evicted (`recomputed_tokens`). The radix cache adds `evicted_pages` to
+every agent that used an evicted node.
+
+Hotspot agents: the top quarter (at least one) by prompt tokens, i.e.
+calls x prompt length, the agents whose prefixes are worth most to keep.
+Their hotspot miss rate is recomputed / reusable over their calls: 0 when
+every reusable prefix was still cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from hive.runtime.engine.prefix_history import PrefixHistory
+
+UNTAGGED = "(no agent)"
+HOTSPOT_SHARE = 0.25
+
+
+@dataclass
+class AgentStats:
+    calls: int = 0
+    prompt_tokens: int = 0
+    hit_tokens: int = 0
+    reusable_tokens: int = 0
+    recomputed_tokens: int = 0
+    evicted_pages: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hit_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+    @property
+    def miss_rate(self) -> float:
+        """Recomputed over reusable prefix tokens."""
+        return self.recomputed_tokens / self.reusable_tokens if self.reusable_tokens else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {**asdict(self), "hit_rate": self.hit_rate, "miss_rate": self.miss_rate}
+
+
+class AgentLedger:
+    def __init__(self, page_size: int) -> None:
+        self.history = PrefixHistory(page_size)
+        self.agents: dict[str, AgentStats] = {}
+
+    def of(self, agent_id: str | None) -> AgentStats:
+        key = agent_id if agent_id is not None else UNTAGGED
+        stats = self.agents.get(key)
+        if stats is None:
+            stats = self.agents[key] = AgentStats()
+        return stats
+
+    def record_admission(self, agent_id: str | None, prompt: list[int], hit_tokens: int) -> None:
+        """A call's first admission: `prompt` (the tokens matched against the cache)."""
+        stats = self.of(agent_id)
+        reusable = max(self.history.match(prompt), hit_tokens)
+        stats.calls += 1
+        stats.prompt_tokens += len(prompt)
+        stats.hit_tokens += hit_tokens
+        stats.reusable_tokens += reusable
+        stats.recomputed_tokens += reusable - hit_tokens
+        self.history.insert(prompt)
+
+    def record_eviction(self, agent_ids: set[str], num_pages: int) -> None:
+        for agent in agent_ids or {UNTAGGED}:
+            self.of(agent).evicted_pages += num_pages
+
+
+def hotspot_agents(agents: dict[str, AgentStats], share: float = HOTSPOT_SHARE) -> list[str]:
+    """The top `share` of agents (at least one) by prompt tokens; ties by name."""
+    ranked = sorted(agents, key=lambda a: (-agents[a].prompt_tokens, a))
+    count = max(1, round(share * len(ranked))) if ranked else 0
+    return ranked[:count]
+
+
+def hotspot_miss_rate(agents: dict[str, AgentStats], hotspots: list[str]) -> float:
+    reusable = sum(agents[a].reusable_tokens for a in hotspots if a in agents)
+    recomputed = sum(agents[a].recomputed_tokens for a in hotspots if a in agents)
+    return recomputed / reusable if reusable else 0.0

@@ -1,0 +1,193 @@
+"""Trace-driven replay of the scheduler and the radix cache, without the model.
+
+A trace is the requests of a workload (agent, prompt ids, the output ids it
+generated) in waves: wave w is submitted once every request of earlier
+waves has finished (a workflow's rounds). The replay runs the engine's own
+`Scheduler`, `RadixCache` and eviction policy over a KV pool of the same
+number of pages (one scalar per token, so it costs no memory), and does
+what `Engine._run` does after a forward pass, with each request's next
+output token taken from the trace. Policies are compared on long traces in
+seconds, and the engine's own run of the same trace gives the same counters
+(a test checks it).
+
+`belady` is the offline reference: it evicts the cached prefix whose next
+use by a request not yet admitted is furthest away (never again: first).
+With whole-prefix reuse that is the classic optimum; on a radix tree of
+variable-sized nodes it is the standard near-optimal floor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from hive.runtime.engine.agent_stats import (
+    AgentLedger,
+    AgentStats,
+    hotspot_agents,
+    hotspot_miss_rate,
+)
+from hive.runtime.engine.eviction import BaseEvictionPolicy, make_eviction_policy
+from hive.runtime.engine.kv_pool import KVPool
+from hive.runtime.engine.prefix_history import page_hashes
+from hive.runtime.engine.radix_cache import RadixCache, TreeNode
+from hive.runtime.engine.request import Request, RequestStatus
+from hive.runtime.engine.sampling_params import SamplingParams
+from hive.runtime.engine.scheduler import Scheduler
+from hive.runtime.engine.stats import EngineStats
+
+
+@dataclass(frozen=True)
+class TraceRequest:
+    agent: str
+    prompt: list[int]
+    output: list[int]
+    wave: int = 0
+    priority: int = 0
+
+
+@dataclass
+class ReplayResult:
+    policy: str
+    agents: dict[str, AgentStats]
+    hotspots: list[str]
+    hotspot_miss_rate: float
+    prefix_hit_rate: float
+    recomputed_tokens: int
+    steps: int
+    preemptions: int
+    evicted_pages: int
+    failed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BeladyPolicy(BaseEvictionPolicy):
+    """Furthest next use first, from the whole trace (offline)."""
+
+    name = "belady"
+
+    def __init__(self, trace: Sequence[TraceRequest], page_size: int) -> None:
+        self.page_size = page_size
+        self.uses: dict[int, list[int]] = {}  # prefix hash -> trace indices, ascending
+        for i, t in enumerate(trace):
+            for h in page_hashes(t.prompt[:-1], page_size):
+                self.uses.setdefault(h, []).append(i)
+        self.requests: list[Request | None] = [None] * len(trace)  # None: not submitted yet
+        self._cursor: dict[int, int] = {}  # uses[h][:cursor] have all finished
+
+    def _is_future(self, index: int) -> bool:
+        """Still to be admitted: not submitted, waiting, or preempted (waiting again)."""
+        req = self.requests[index]
+        return req is None or req.status is RequestStatus.WAITING
+
+    def _is_done(self, index: int) -> bool:
+        req = self.requests[index]
+        return req is not None and req.status is RequestStatus.FINISHED
+
+    def key(self, node: TreeNode) -> Any:
+        parts, cur = [], node
+        while cur is not None and cur.parent is not None:
+            parts.append(cur.token_ids)
+            cur = cur.parent
+        hashes = page_hashes([t for part in reversed(parts) for t in part], self.page_size)
+        # The node is worth keeping until the next request that shares its first page
+        # (deeper pages are shared by a subset of those requests).
+        first = len(hashes) - len(node.token_ids) // self.page_size
+        if not hashes or first >= len(hashes):
+            return -float("inf")
+        h = hashes[first]
+        uses = self.uses.get(h, [])
+        p = self._cursor.get(h, 0)
+        while p < len(uses) and self._is_done(uses[p]):  # finished stays finished
+            p += 1
+        self._cursor[h] = p
+        for i in uses[p:]:
+            if self._is_future(i):
+                return -i  # a nearer next use keeps the node longer
+        return -float("inf")
+
+
+def replay(
+    trace: Sequence[TraceRequest],
+    *,
+    kv_cache_tokens: int,
+    policy: str = "lru",
+    page_size: int = 1,
+    max_batch_tokens: int = 2048,
+    max_running_requests: int = 256,
+) -> ReplayResult:
+    evictor: BaseEvictionPolicy
+    evictor = BeladyPolicy(trace, page_size) if policy == "belady" else make_eviction_policy(policy)
+    pool = KVPool(1, kv_cache_tokens // page_size, page_size, 1, 1, torch.float32, "cpu")
+    cache = RadixCache(pool.allocator, page_size, evictor)
+    stats = EngineStats()
+    ledger = AgentLedger(page_size)
+    scheduler = Scheduler(pool, cache, stats, max_batch_tokens, max_running_requests, ledger)
+
+    waves = sorted({t.wave for t in trace})
+    requests: dict[int, tuple[int, Request]] = {}  # rid -> (trace index, request)
+    failed = 0
+    for wave in waves:
+        for i, t in enumerate(trace):
+            if t.wave != wave:
+                continue
+            params = SamplingParams(max_tokens=max(1, len(t.output)), ignore_eos=True)
+            req = Request(list(t.prompt), params, 0, agent_id=t.agent, priority=t.priority)
+            requests[req.rid] = (i, req)
+            if isinstance(evictor, BeladyPolicy):
+                evictor.requests[i] = req
+            scheduler.add(req)
+        while scheduler.has_work():
+            schedule = scheduler.schedule()
+            failed += len(schedule.failed)
+            _post_process(scheduler, schedule, trace, requests)
+            stats.num_steps += 1
+
+    agents = dict(ledger.agents)
+    hotspots = hotspot_agents(agents)
+    prompt = sum(a.prompt_tokens for a in agents.values())
+    return ReplayResult(
+        policy=policy,
+        agents=agents,
+        hotspots=hotspots,
+        hotspot_miss_rate=hotspot_miss_rate(agents, hotspots),
+        prefix_hit_rate=sum(a.hit_tokens for a in agents.values()) / prompt if prompt else 0.0,
+        recomputed_tokens=sum(a.recomputed_tokens for a in agents.values()),
+        steps=stats.num_steps,
+        preemptions=stats.num_preemptions,
+        evicted_pages=cache.num_evicted_pages,
+        failed=failed,
+    )
+
+
+def _post_process(
+    scheduler: Scheduler,
+    schedule: Any,
+    trace: Sequence[TraceRequest],
+    requests: dict[int, tuple[int, Request]],
+) -> None:
+    """What Engine._run does after the forward pass, with the trace's tokens."""
+    items = schedule.items
+    generation = [item.extend_len == 1 and bool(item.request.output_ids) for item in items]
+    for item in items:
+        item.request.num_kv += item.extend_len
+    finished = []
+    for item in items:
+        if not item.is_sampled:
+            continue
+        req = item.request
+        output = trace[requests[req.rid][0]].output
+        req.output_ids.append(output[len(req.output_ids)] if output else 0)
+        if len(req.output_ids) >= max(1, len(output)):
+            req.finish_reason = "length"
+            finished.append(req)
+    for item, is_generation in zip(items, generation, strict=True):
+        if not is_generation and not item.request.finish_reason:
+            scheduler.cache_prefix(item.request)
+    for req in schedule.failed:
+        req.finish_reason = "error"
+    for req in finished:
+        scheduler.finish(req)

@@ -1,0 +1,125 @@
+"""Per-agent accounting (hits, recomputation after eviction), the trace replay, Belady."""
+
+import pytest
+from runtime_helpers import make_tiny, prompts_for
+
+from hive.runtime import Engine, SamplingParams
+from hive.runtime.engine.agent_stats import (
+    AgentLedger,
+    AgentStats,
+    hotspot_agents,
+    hotspot_miss_rate,
+)
+from hive.runtime.engine.prefix_history import PrefixHistory
+from hive.runtime.engine.replay import TraceRequest, replay
+
+
+def test_prefix_history_matches_whole_pages_computed_before():
+    history = PrefixHistory(page_size=4)
+    history.insert(list(range(10)))  # pages [0..3], [4..7]; the partial page is not kept
+    assert history.match(list(range(10))) == 8
+    assert history.match([0, 1, 2, 3, 9, 9, 9, 9]) == 4
+    assert history.match([1, 2, 3, 4]) == 0
+    small = PrefixHistory(page_size=1, max_entries=5)
+    small.insert([1, 2, 3, 4])
+    small.insert([7, 8])  # over the budget: the history starts over
+    assert small.match([1, 2]) == 0 and small.match([7, 8]) == 2
+
+
+def test_ledger_counts_reusable_hit_and_recomputed_tokens():
+    ledger = AgentLedger(page_size=1)
+    prompt = list(range(30))
+    ledger.record_admission("coord", prompt, hit_tokens=0)  # new: nothing reusable
+    ledger.record_admission("coord", prompt, hit_tokens=30)  # cached
+    ledger.record_admission("coord", prompt, hit_tokens=10)  # 20 tokens were evicted
+    ledger.record_eviction({"coord", "worker"}, 3)
+    c = ledger.agents["coord"]
+    assert (c.calls, c.prompt_tokens, c.hit_tokens) == (3, 90, 40)
+    assert (c.reusable_tokens, c.recomputed_tokens, c.evicted_pages) == (60, 20, 3)
+    assert c.miss_rate == pytest.approx(20 / 60)
+    assert ledger.agents["worker"].evicted_pages == 3
+
+
+def test_hotspots_are_the_top_quarter_by_prompt_tokens():
+    agents = {f"a{i}": AgentStats(prompt_tokens=100 * i, reusable_tokens=10, recomputed_tokens=i)
+              for i in range(8)}  # fmt: skip
+    assert hotspot_agents(agents) == ["a7", "a6"]
+    assert hotspot_miss_rate(agents, ["a7", "a6"]) == pytest.approx(13 / 20)
+    assert hotspot_agents({}) == [] and hotspot_miss_rate({}, []) == 0.0
+
+
+def run_waves(engine, waves, max_tokens):
+    """Each wave's prompts together (tagged with their agent), waves one after another;
+    returns the trace the replay needs."""
+    trace = []
+    for w, wave in enumerate(waves):
+        reqs = [
+            engine.add_request(ids, SamplingParams(max_tokens=max_tokens, ignore_eos=True,
+                                                   temperature=0), agent_id=agent)[0]
+            for agent, ids in wave
+        ]  # fmt: skip
+        while engine.has_unfinished():
+            engine.step()
+        trace += [
+            TraceRequest(agent, ids, list(r.output_ids), wave=w)
+            for (agent, ids), r in zip(wave, reqs, strict=True)
+        ]
+    return trace
+
+
+def workflow_waves():
+    """A coordinator with a long prompt every round, two workers, a one-off agent."""
+    coord, w1, w2, once = prompts_for(31, [60, 40, 40, 50])
+    waves = []
+    for r in range(4):
+        waves.append([("coord", coord + [r + 1])])
+        waves.append([("w1", w1 + [r + 1]), ("w2", w2 + [r + 1])])
+        if r == 1:
+            waves.append([("once", once)])
+    return waves
+
+
+def test_the_engine_counts_recomputation_after_eviction_per_agent():
+    engine = Engine.from_hf(make_tiny("llama"), kv_cache_tokens=130, max_batch_tokens=256)
+    run_waves(engine, workflow_waves(), max_tokens=4)
+    stats = engine.agent_stats()
+    assert set(stats) == {"coord", "w1", "w2", "once"}
+    assert stats["coord"].calls == 4 and stats["w1"].calls == 4
+    assert stats["coord"].reusable_tokens > 0
+    assert sum(s.recomputed_tokens for s in stats.values()) > 0  # the pool is too small
+    assert sum(s.evicted_pages for s in stats.values()) >= engine.stats()["num_evicted_pages"]
+
+
+@pytest.mark.parametrize("policy", ["lru", "lfu"])
+def test_the_replay_gives_the_engines_own_counters(policy):
+    """Same scheduler, cache and policy code, the forward pass skipped: same figures."""
+    engine = Engine.from_hf(
+        make_tiny("llama"), kv_cache_tokens=130, max_batch_tokens=256, eviction_policy=policy
+    )
+    trace = run_waves(engine, workflow_waves(), max_tokens=4)
+    result = replay(trace, kv_cache_tokens=130, policy=policy, max_batch_tokens=256)
+    assert result.agents == engine.agent_stats()
+    assert result.preemptions == engine.stats()["num_preemptions"]
+    assert result.evicted_pages == engine.stats()["num_evicted_pages"]
+
+
+def cyclic_trace(num_agents, rounds, prefix_len):
+    prefixes = prompts_for(40, [prefix_len] * num_agents)
+    return [
+        TraceRequest(f"a{a}", prefixes[a] + [r + 1], [7, 7], wave=r * num_agents + a)
+        for r in range(rounds)
+        for a in range(num_agents)
+    ]
+
+
+def test_belady_beats_lru_on_a_cyclic_workload():
+    # Three agents called in turn, room for about two prefixes: LRU always evicts the
+    # prefix needed next; Belady keeps one of them.
+    trace = cyclic_trace(num_agents=3, rounds=6, prefix_len=40)
+    lru = replay(trace, kv_cache_tokens=90, policy="lru")
+    belady = replay(trace, kv_cache_tokens=90, policy="belady")
+    assert lru.recomputed_tokens > 0
+    assert belady.recomputed_tokens < lru.recomputed_tokens
+    assert belady.hotspot_miss_rate <= lru.hotspot_miss_rate
+    plenty = replay(trace, kv_cache_tokens=1000, policy="lru")
+    assert plenty.recomputed_tokens == 0 and plenty.prefix_hit_rate > 0.8
