@@ -216,7 +216,10 @@ def run_command(
     trace: Annotated[
         Path | None, typer.Option(help="Write a Chrome/Perfetto trace (one track per agent).")
     ] = None,
-    policy: Annotated[str, typer.Option(help="KV-cache eviction policy: lru or lfu.")] = "lru",
+    policy: Annotated[
+        str,
+        typer.Option(help="KV-cache eviction policy: lru, lfu or agent (contribution-weighted)."),
+    ] = "lru",
     max_tokens: Annotated[
         int | None, typer.Option(help="Cap every call's max_tokens (quick runs).")
     ] = None,

@@ -3,6 +3,7 @@
 import pytest
 from runtime_helpers import make_tiny, prompts_for
 
+from hive.bench.agent_traces import coordinator_trace
 from hive.runtime import Engine, SamplingParams
 from hive.runtime.engine.agent_stats import (
     AgentLedger,
@@ -123,3 +124,25 @@ def test_belady_beats_lru_on_a_cyclic_workload():
     assert belady.hotspot_miss_rate <= lru.hotspot_miss_rate
     plenty = replay(trace, kv_cache_tokens=1000, policy="lru")
     assert plenty.recomputed_tokens == 0 and plenty.prefix_hit_rate > 0.8
+
+
+@pytest.mark.parametrize("kv_cache_tokens", [500, 600])
+def test_the_agent_policy_keeps_hot_prefixes_better_than_lru(kv_cache_tokens):
+    trace = coordinator_trace(rounds=16, seed=0)
+    results = {
+        p: replay(trace, kv_cache_tokens=kv_cache_tokens, policy=p)
+        for p in ("lru", "agent", "belady")
+    }
+    lru, agent, belady = results["lru"], results["agent"], results["belady"]
+    assert lru.hotspot_miss_rate > 0
+    assert agent.hotspot_miss_rate < 0.6 * lru.hotspot_miss_rate
+    assert agent.recomputed_tokens < lru.recomputed_tokens
+    assert belady.recomputed_tokens <= agent.recomputed_tokens
+    assert agent.hotspots == lru.hotspots == ["coord", "w0", "w1"]
+
+
+def test_the_agent_policy_runs_in_the_engine():
+    engine = Engine.from_hf(make_tiny("llama"), kv_cache_tokens=130, eviction_policy="agent")
+    trace = run_waves(engine, workflow_waves(), max_tokens=4)
+    result = replay(trace, kv_cache_tokens=130, policy="agent")
+    assert result.agents == engine.agent_stats()

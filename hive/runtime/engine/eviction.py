@@ -12,10 +12,12 @@ import importlib
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
+from hive.runtime.engine.agent_stats import HOTSPOT_SHARE
 from hive.runtime.engine.errors import EngineError
 
 if TYPE_CHECKING:
-    from hive.runtime.engine.radix_cache import TreeNode
+    from hive.runtime.engine.agent_stats import AgentLedger
+    from hive.runtime.engine.radix_cache import RadixCache, TreeNode
 
 
 class BaseEvictionPolicy(ABC):
@@ -24,6 +26,9 @@ class BaseEvictionPolicy(ABC):
     @abstractmethod
     def key(self, node: TreeNode) -> Any:
         """Sort key of an evictable node; smaller keys are evicted first."""
+
+    def bind(self, ledger: AgentLedger, cache: RadixCache) -> None:  # noqa: B027 (optional)
+        """Called once with the engine's per-agent counters and its cache (online policies)."""
 
 
 class LRUPolicy(BaseEvictionPolicy):
@@ -44,10 +49,60 @@ class LFUPolicy(BaseEvictionPolicy):
         return (node.hit_count, node.last_access)
 
 
+class AgentPolicy(BaseEvictionPolicy):
+    """Contribution-weighted recency: a node is kept as if it had been used
+    `PROTECT * interval(a) * weight(a)` calls later, for the most valuable agent `a`
+    that used it.
+
+    - interval(a) = calls so far (all agents) / calls of a: how many calls pass, on
+      average, between two calls of a, i.e. how long its prefix must survive to be
+      reused at all;
+    - weight(a) in (0, 1]: a's prompt tokens so far (calls x prompt length: what its
+      prefixes cost to recompute) over those of the hotspot threshold (the last agent
+      of the top quarter, the rule the hotspot miss rate uses), times the plan's
+      priority prior (1 + priority / 10; the executor derives request priorities from
+      the compiler's contribution estimate), capped at 1. Hotspot agents get 1.
+
+    So a hot agent's prefix outlives a burst of cold calls until its next call, while a
+    cold agent's stale prefix goes first; with no agent information it is LRU. The
+    inputs are the engine's online counters (AgentLedger), so it adapts during a run.
+    """
+
+    name = "agent"
+    PROTECT = 1.5  # call intervals vary: protect a little beyond the mean
+
+    def __init__(self) -> None:
+        self.ledger: AgentLedger | None = None
+        self.cache: RadixCache | None = None
+
+    def bind(self, ledger: AgentLedger, cache: RadixCache) -> None:
+        self.ledger, self.cache = ledger, cache
+
+    def key(self, node: TreeNode) -> Any:
+        if self.ledger is None or self.cache is None or not node.agent_ids or not node.hit_count:
+            # A node never reused is one call's own suffix: nothing to protect.
+            return node.last_access
+        agents = self.ledger.agents
+        calls = sum(a.calls for a in agents.values()) or 1
+        ticks_per_call = self.cache.now / calls  # last_access counts cache uses, not calls
+        tokens = sorted((a.prompt_tokens for a in agents.values()), reverse=True)
+        threshold = tokens[max(0, round(HOTSPOT_SHARE * len(tokens)) - 1)] if tokens else 0
+        prior = 1.0 + node.priority / 10
+        bonus = 0.0
+        for agent_id in node.agent_ids:
+            stats = agents.get(agent_id)
+            if stats is None or stats.calls == 0:
+                continue
+            weight = min(1.0, stats.prompt_tokens / max(threshold, 1) * prior)
+            bonus = max(bonus, self.PROTECT * calls / stats.calls * weight * ticks_per_call)
+        return node.last_access + bonus
+
+
 # name -> "module:Class"; imported on first use so later policies stay cheap to add.
 EVICTION_POLICIES: dict[str, str] = {
     "lru": "hive.runtime.engine.eviction:LRUPolicy",
     "lfu": "hive.runtime.engine.eviction:LFUPolicy",
+    "agent": "hive.runtime.engine.eviction:AgentPolicy",
 }
 
 

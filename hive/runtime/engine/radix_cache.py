@@ -79,6 +79,7 @@ class RadixCache:
         self.num_pages = 0
         self.num_evicted_pages = 0
         self._clock = itertools.count(1)
+        self.now = 0  # the last use's clock value (one tick per record_use)
         # Told (agents of the node, pages) for every evicted node: per-agent accounting.
         self.on_evict: Callable[[set[str], int], None] | None = None
 
@@ -119,7 +120,7 @@ class RadixCache:
     ) -> None:
         """Mark `node` and its ancestors as just used by `agent_id` (a prefix hit when
         `hit`; an insert of newly computed pages is a use but not a hit)."""
-        now = next(self._clock)
+        now = self.now = next(self._clock)
         while node is not self.root:
             node.last_access = now
             node.hit_count += hit

@@ -65,6 +65,7 @@ class Scheduler:
         self.stats = stats
         self.ledger = ledger if ledger is not None else AgentLedger(pool.page_size)
         cache.on_evict = self.ledger.record_eviction
+        cache.policy.bind(self.ledger, cache)
         self.max_batch_tokens = max_batch_tokens
         self.max_running_requests = max_running_requests
         self.waiting: list[Request] = []
