@@ -113,7 +113,7 @@ def test_page_granularity_matches_whole_pages_only():
 
 
 def test_unknown_policy_is_a_hive_error():
-    with pytest.raises(EngineError, match="known: lfu, lru"):
+    with pytest.raises(EngineError, match="known: agent, lfu, lru"):
         make_eviction_policy("belady")
 
 

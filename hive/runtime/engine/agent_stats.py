@@ -49,6 +49,8 @@ class AgentLedger:
     def __init__(self, page_size: int) -> None:
         self.history = PrefixHistory(page_size)
         self.agents: dict[str, AgentStats] = {}
+        self.version = 0  # bumped on every admission: lets policies cache aggregates
+        self.total_calls = 0
 
     def of(self, agent_id: str | None) -> AgentStats:
         key = agent_id if agent_id is not None else UNTAGGED
@@ -61,6 +63,8 @@ class AgentLedger:
         """A call's first admission: `prompt` (the tokens matched against the cache)."""
         stats = self.of(agent_id)
         reusable = max(self.history.match(prompt), hit_tokens)
+        self.version += 1
+        self.total_calls += 1
         stats.calls += 1
         stats.prompt_tokens += len(prompt)
         stats.hit_tokens += hit_tokens

@@ -74,26 +74,36 @@ class AgentPolicy(BaseEvictionPolicy):
     def __init__(self) -> None:
         self.ledger: AgentLedger | None = None
         self.cache: RadixCache | None = None
+        self._version = -1
+        self._threshold = 0  # prompt tokens of the last hotspot agent
 
     def bind(self, ledger: AgentLedger, cache: RadixCache) -> None:
         self.ledger, self.cache = ledger, cache
 
+    def _aggregates(self, ledger: AgentLedger) -> None:
+        """The hotspot threshold, recomputed only after new admissions (one eviction ranks
+        many nodes; thousands of agents must not make each key O(agents))."""
+        if self._version != ledger.version:
+            tokens = sorted((a.prompt_tokens for a in ledger.agents.values()), reverse=True)
+            cut = max(0, round(HOTSPOT_SHARE * len(tokens)) - 1)
+            self._threshold = tokens[cut] if tokens else 0
+            self._version = ledger.version
+
     def key(self, node: TreeNode) -> Any:
-        if self.ledger is None or self.cache is None or not node.agent_ids or not node.hit_count:
+        ledger, cache = self.ledger, self.cache
+        if ledger is None or cache is None or not node.agent_ids or not node.hit_count:
             # A node never reused is one call's own suffix: nothing to protect.
             return node.last_access
-        agents = self.ledger.agents
-        calls = sum(a.calls for a in agents.values()) or 1
-        ticks_per_call = self.cache.now / calls  # last_access counts cache uses, not calls
-        tokens = sorted((a.prompt_tokens for a in agents.values()), reverse=True)
-        threshold = tokens[max(0, round(HOTSPOT_SHARE * len(tokens)) - 1)] if tokens else 0
+        self._aggregates(ledger)
+        calls = ledger.total_calls or 1
+        ticks_per_call = cache.now / calls  # last_access counts cache uses, not calls
         prior = 1.0 + node.priority / 10
         bonus = 0.0
         for agent_id in node.agent_ids:
-            stats = agents.get(agent_id)
+            stats = ledger.agents.get(agent_id)
             if stats is None or stats.calls == 0:
                 continue
-            weight = min(1.0, stats.prompt_tokens / max(threshold, 1) * prior)
+            weight = min(1.0, stats.prompt_tokens / max(self._threshold, 1) * prior)
             bonus = max(bonus, self.PROTECT * calls / stats.calls * weight * ticks_per_call)
         return node.last_access + bonus
 

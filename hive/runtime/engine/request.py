@@ -59,6 +59,7 @@ class Request:
         "stop_text_len",
         "num_cached_prompt",
         "admitted",
+        "num_preempted",
     )
 
     def __init__(
@@ -95,6 +96,7 @@ class Request:
         self.stop_text_len: int | None = None  # chars of text kept when a stop string hit
         self.num_cached_prompt = 0  # prompt tokens served by the prefix cache (first admission)
         self.admitted = False  # admitted at least once (a preempted request is re-admitted)
+        self.num_preempted = 0  # times preempted: raises its priority as a victim (aging)
 
     @property
     def page_ids(self) -> list[int]:

@@ -124,6 +124,7 @@ class Scheduler:
     def preempt(self, req: Request) -> None:
         self.running.remove(req)
         self.release(req)
+        req.num_preempted += 1
         req.status = RequestStatus.WAITING
         self.waiting.append(req)
         self.waiting.sort(key=lambda r: r.rid)
@@ -242,11 +243,17 @@ class Scheduler:
             budget -= n
 
     def _pick_victim(self, exclude: set[int]) -> Request | None:
-        """The running request to preempt: lowest priority, then youngest."""
+        """The running request to preempt: lowest effective priority, then youngest.
+
+        Effective priority is the request's priority plus the times it has already been
+        preempted (aging): once preempted more times than the priority gap, newer
+        higher-priority requests are chosen before it, so a stream of higher-priority
+        work cannot starve it forever (it can still give way when it alone needs a page).
+        """
         candidates = [r for r in self.running if r.rid not in exclude]
         if not candidates:
             return None
-        return min(candidates, key=lambda r: (r.priority, -r.rid))
+        return min(candidates, key=lambda r: (r.priority + r.num_preempted, -r.rid))
 
     def _fail_or_preempt(self, req: Request, failed: list[Request]) -> None:
         if len(self.running) == 1:
