@@ -13,7 +13,7 @@ import json
 from hive.bench.agent_traces import coordinator_trace
 from hive.runtime.engine.replay import replay
 
-POLICIES = ("lru", "lfu", "agent", "belady")
+POLICIES = ("lru", "lfu", "agent", "workflow", "belady")
 
 
 def main() -> None:
@@ -30,17 +30,22 @@ def main() -> None:
                 row[policy] = {"recomputed": r.recomputed_tokens, "hotspot_miss": r.hotspot_miss_rate,
                                "prefix_hit": r.prefix_hit_rate, "hotspots": r.hotspots}  # fmt: skip
             lru = row["lru"]["hotspot_miss"]
-            row["agent_vs_lru"] = 1 - row["agent"]["hotspot_miss"] / lru if lru else 0.0
+            for p in ("agent", "workflow"):
+                row[f"{p}_vs_lru"] = 1 - row[p]["hotspot_miss"] / lru if lru else 0.0
             rows.append(row)
     if args.json:
         print(json.dumps(rows))
         return
-    print(f"{'seed':>4} {'pool':>5}  " + "  ".join(f"{p:>16}" for p in POLICIES) + "  agent vs lru")
+    print(f"{'seed':>4} {'pool':>5}  " + "  ".join(f"{p:>16}" for p in POLICIES)
+          + "  agent/workflow vs lru")  # fmt: skip
     for row in rows:
         cells = "  ".join(
             f"{row[p]['recomputed']:>6} ({row[p]['hotspot_miss']:.3f})" for p in POLICIES
         )
-        print(f"{row['seed']:>4} {row['kv_cache_tokens']:>5}  {cells}  {row['agent_vs_lru']:+.0%}")
+        print(
+            f"{row['seed']:>4} {row['kv_cache_tokens']:>5}  {cells}  "
+            f"{-row['agent_vs_lru']:+.0%} / {-row['workflow_vs_lru']:+.0%}"
+        )
 
 
 if __name__ == "__main__":

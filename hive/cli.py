@@ -218,7 +218,9 @@ def run_command(
     ] = None,
     policy: Annotated[
         str,
-        typer.Option(help="KV-cache eviction policy: lru, lfu or agent (contribution-weighted)."),
+        typer.Option(
+            help="KV-cache eviction policy: lru, lfu, agent (contribution-weighted) or workflow (next call first)."
+        ),
     ] = "lru",
     max_tokens: Annotated[
         int | None, typer.Option(help="Cap every call's max_tokens (quick runs).")

@@ -91,7 +91,7 @@ def test_the_engine_counts_recomputation_after_eviction_per_agent():
     assert sum(s.evicted_pages for s in stats.values()) >= engine.stats()["num_evicted_pages"]
 
 
-@pytest.mark.parametrize("policy", ["lru", "lfu"])
+@pytest.mark.parametrize("policy", ["lru", "lfu", "agent", "workflow"])
 def test_the_replay_gives_the_engines_own_counters(policy):
     """Same scheduler, cache and policy code, the forward pass skipped: same figures."""
     engine = Engine.from_hf(
@@ -141,14 +141,31 @@ def test_the_agent_policy_keeps_hot_prefixes_better_than_lru(kv_cache_tokens):
     assert agent.hotspots == lru.hotspots == ["coord", "w0", "w1"]
 
 
-def test_the_agent_policy_runs_in_the_engine():
-    engine = Engine.from_hf(make_tiny("llama"), kv_cache_tokens=130, eviction_policy="agent")
-    trace = run_waves(engine, workflow_waves(), max_tokens=4)
-    result = replay(trace, kv_cache_tokens=130, policy="agent")
-    assert result.agents == engine.agent_stats()
+def test_the_workflow_policy_evicts_the_prefix_whose_agent_runs_last():
+    """Keys from each agent's call rhythm: `soon` was called every other call and last
+    called one call ago; `late` every fourth and just now... its next call is further."""
+    from hive.runtime.engine.eviction import WorkflowPolicy
+    from hive.runtime.engine.radix_cache import TreeNode
+
+    ledger = AgentLedger(page_size=1)
+    for agent in ["late", "soon", "x", "soon", "late", "soon", "y", "soon", "late"]:
+        ledger.record_admission(agent, [hash(agent) % 97], hit_tokens=0)
+    policy = WorkflowPolicy()
+    policy.bind(ledger, None)
+
+    def node(agent, last_access, hits=1):
+        n = TreeNode(None, [1], [1], 0)
+        n.agent_ids, n.last_access, n.hit_count = {agent}, last_access, hits
+        return n
+
+    soon, late, stale = node("soon", 5), node("late", 9), node("soon", 9, hits=0)
+    assert ledger.agents["soon"].call_interval == 2.0
+    assert ledger.agents["late"].call_interval == 4.0
+    # next calls: soon at 8 + 2 = 10 (1 call away), late at 9 + 4 = 13 (4 away)
+    assert sorted([soon, late, stale], key=policy.key) == [stale, late, soon]
 
 
-@pytest.mark.parametrize("policy", ["lfu", "agent"])
+@pytest.mark.parametrize("policy", ["lfu", "agent", "workflow"])
 def test_outputs_do_not_change_with_the_eviction_policy(policy):
     """Determinism contract: a request's tokens depend on prompt, params and seed only."""
     hf = make_tiny("llama")

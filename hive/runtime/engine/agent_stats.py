@@ -31,6 +31,15 @@ class AgentStats:
     reusable_tokens: int = 0
     recomputed_tokens: int = 0
     evicted_pages: int = 0
+    first_call: int = 0  # the ledger's call count at the agent's first and last calls
+    last_call: int = 0
+
+    @property
+    def call_interval(self) -> float | None:
+        """Mean number of calls (of all agents) between two of its calls; None before two."""
+        if self.calls < 2:
+            return None
+        return (self.last_call - self.first_call) / (self.calls - 1)
 
     @property
     def hit_rate(self) -> float:
@@ -65,6 +74,9 @@ class AgentLedger:
         reusable = max(self.history.match(prompt), hit_tokens)
         self.version += 1
         self.total_calls += 1
+        if stats.calls == 0:
+            stats.first_call = self.total_calls
+        stats.last_call = self.total_calls
         stats.calls += 1
         stats.prompt_tokens += len(prompt)
         stats.hit_tokens += hit_tokens

@@ -49,6 +49,14 @@ class LFUPolicy(BaseEvictionPolicy):
         return (node.hit_count, node.last_access)
 
 
+def may_be_reused(node: TreeNode) -> bool:
+    """Whether a node is worth protecting: it has been reused at least once. A node
+    never reused is most often one call's own suffix (its round's input, its output),
+    and protecting those wasted the pages that shared prefixes needed (measured on the
+    replay: worse than LRU everywhere); so is protecting every first prompt."""
+    return node.hit_count > 0
+
+
 class AgentPolicy(BaseEvictionPolicy):
     """Contribution-weighted recency: a node is kept as if it had been used
     `PROTECT * interval(a) * weight(a)` calls later, for the most valuable agent `a`
@@ -91,8 +99,7 @@ class AgentPolicy(BaseEvictionPolicy):
 
     def key(self, node: TreeNode) -> Any:
         ledger, cache = self.ledger, self.cache
-        if ledger is None or cache is None or not node.agent_ids or not node.hit_count:
-            # A node never reused is one call's own suffix: nothing to protect.
+        if ledger is None or cache is None or not node.agent_ids or not may_be_reused(node):
             return node.last_access
         self._aggregates(ledger)
         calls = ledger.total_calls or 1
@@ -108,11 +115,58 @@ class AgentPolicy(BaseEvictionPolicy):
         return node.last_access + bonus
 
 
+class WorkflowPolicy(BaseEvictionPolicy):
+    """Steps to execution (after KVFlow): the node whose agents' next call is furthest
+    away goes first; an agent about to run keeps its prefix.
+
+    An agent's next call is predicted from its own rhythm in the workflow: its last
+    call plus its mean interval between calls (in calls of all agents, from the
+    engine's AgentLedger). A node's distance is that of the soonest of its agents.
+    Agents seen once get the mean interval of the others (or the number of agents
+    before any is known: a workflow's second round looks like its first); nodes of no
+    agent go first. Ties: least recently used.
+    """
+
+    name = "workflow"
+
+    def __init__(self) -> None:
+        self.ledger: AgentLedger | None = None
+        self._version = -1
+        self._default_interval = 1.0
+
+    def bind(self, ledger: AgentLedger, cache: RadixCache) -> None:
+        self.ledger = ledger
+
+    def _aggregates(self, ledger: AgentLedger) -> None:
+        if self._version != ledger.version:
+            intervals = [i for a in ledger.agents.values() if (i := a.call_interval) is not None]
+            self._default_interval = (
+                sum(intervals) / len(intervals) if intervals else float(len(ledger.agents) or 1)
+            )
+            self._version = ledger.version
+
+    def key(self, node: TreeNode) -> Any:
+        ledger = self.ledger
+        if ledger is None or not node.agent_ids or not may_be_reused(node):
+            return (-float("inf"), node.last_access)
+        self._aggregates(ledger)
+        now = ledger.total_calls
+        distance = float("inf")
+        for agent_id in node.agent_ids:
+            stats = ledger.agents.get(agent_id)
+            if stats is None or stats.calls == 0:
+                continue
+            interval = stats.call_interval or self._default_interval
+            distance = min(distance, max(0.0, stats.last_call + interval - now))
+        return (-distance, node.last_access)
+
+
 # name -> "module:Class"; imported on first use so later policies stay cheap to add.
 EVICTION_POLICIES: dict[str, str] = {
     "lru": "hive.runtime.engine.eviction:LRUPolicy",
     "lfu": "hive.runtime.engine.eviction:LFUPolicy",
     "agent": "hive.runtime.engine.eviction:AgentPolicy",
+    "workflow": "hive.runtime.engine.eviction:WorkflowPolicy",
 }
 
 
