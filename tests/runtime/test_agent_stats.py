@@ -220,3 +220,32 @@ def test_a_low_priority_request_is_not_starved_by_a_stream_of_higher_priority_wo
     # Without aging it took 188 steps and 82 preemptions; with it, 53 steps and 8.
     assert low.finish_reason == "length" and step < 100
     assert low.num_preempted <= 10
+
+
+@pytest.mark.parametrize("policy", ["lru", "agent"])
+def test_a_recorded_async_trace_replays_to_the_same_counters(policy):
+    """Calls submitted while the engine runs (as the executor does): the engine records
+    each request's arrival step, and the replay re-runs them at those steps."""
+    import asyncio
+
+    from hive.runtime import GenerationRequest
+
+    engine = Engine.from_hf(make_tiny("llama"), kv_cache_tokens=150, max_batch_tokens=64,
+                            eviction_policy=policy, record_trace=True)  # fmt: skip
+    coord, w1, w2 = prompts_for(90, [60, 45, 45])
+
+    async def workflow():
+        for r in range(4):
+            params = SamplingParams(max_tokens=3 + r, ignore_eos=True, temperature=0)
+            await engine.submit(GenerationRequest(coord + [r + 1], params, agent_id="coord"))
+            await asyncio.gather(
+                engine.submit(GenerationRequest(w1 + [r + 1], params, agent_id="w1")),
+                engine.submit(GenerationRequest(w2 + [r + 1], params, agent_id="w2")),
+            )
+
+    asyncio.run(workflow())
+    trace = engine.recorded_trace()
+    assert len(trace) == 12 and all(t.arrival is not None for t in trace)
+    result = replay(trace, kv_cache_tokens=150, policy=policy, max_batch_tokens=64)
+    assert result.agents == engine.agent_stats()
+    assert result.steps == engine.stats()["num_steps"]

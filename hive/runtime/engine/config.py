@@ -41,6 +41,7 @@ class EngineConfig:
     max_context: int | None = None  # None: the model's max_position_embeddings
     eviction_policy: str = "lru"
     packed_weights: bool | None = None
+    record_trace: bool = False  # keep (agent, prompt, output, arrival step) of every request
 
     def __post_init__(self) -> None:
         for name in ("page_size", "max_batch_tokens", "max_running_requests"):
@@ -63,6 +64,8 @@ class EngineConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise EngineError(f"{name} must be >= 1, got {value}")
+        if not isinstance(self.record_trace, bool):
+            raise EngineError(f"record_trace must be true or false, got {self.record_trace!r}")
         if self.packed_weights is not None and not isinstance(self.packed_weights, bool):
             raise EngineError(
                 f"packed_weights must be true, false or None, got {self.packed_weights!r}"

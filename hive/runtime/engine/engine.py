@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from hive.runtime.engine.agent_stats import AgentStats
+from hive.runtime.engine.agent_stats import UNTAGGED, AgentStats
 from hive.runtime.engine.attention import backend_class
 from hive.runtime.engine.config import DEFAULT_KV_TOKENS, EngineConfig, make_config
 from hive.runtime.engine.errors import EngineError, InvalidRequestError, KVCacheTooSmallError
@@ -32,6 +32,7 @@ from hive.runtime.engine.model_config import model_args_from_hf
 from hive.runtime.engine.model_loader import load_hf_model, resolve_model
 from hive.runtime.engine.prompts import Prompt, decode, find_stop, is_single_prompt, prompt_to_ids
 from hive.runtime.engine.radix_cache import RadixCache
+from hive.runtime.engine.replay_trace import TraceRequest
 from hive.runtime.engine.request import Completion, Request
 from hive.runtime.engine.sampler import Sampler
 from hive.runtime.engine.sampling_params import SamplingParams
@@ -103,6 +104,8 @@ class Engine(AsyncServing):
         )
         self.sampler = Sampler()
         self.device = device
+        # With record_trace, every finished request, for replay.replay(..., policy=...).
+        self.trace: list[tuple[int, TraceRequest]] | None = [] if config.record_trace else None
         self._init_serving()
 
     @classmethod
@@ -247,6 +250,15 @@ class Engine(AsyncServing):
         for req in finished:
             self.scheduler.finish(req)
             self._stats.num_finished += 1
+            if self.trace is not None:
+                entry = TraceRequest(
+                    req.agent_id or UNTAGGED,
+                    list(req.prompt_ids),
+                    list(req.output_ids),
+                    priority=req.priority,
+                    arrival=req.arrival_step,
+                )
+                self.trace.append((req.rid, entry))
         return finished
 
     def _check_finished(self, req: Request) -> bool:
@@ -328,6 +340,12 @@ class Engine(AsyncServing):
             else:
                 out += [replace(slot, sample_index=i) for i in range(params.n)]
         return out
+
+    def recorded_trace(self) -> list[TraceRequest]:
+        """Finished requests in submission order (needs `record_trace=True`)."""
+        if self.trace is None:
+            raise EngineError("the engine records no trace; build it with record_trace=True")
+        return [entry for _, entry in sorted(self.trace, key=lambda pair: pair[0])]
 
     def agent_stats(self) -> dict[str, AgentStats]:
         """Per-agent calls, prompt tokens, prefix hits, recomputed tokens, evictions."""

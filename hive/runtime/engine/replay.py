@@ -34,19 +34,11 @@ from hive.runtime.engine.eviction import BaseEvictionPolicy, make_eviction_polic
 from hive.runtime.engine.kv_pool import KVPool
 from hive.runtime.engine.prefix_history import page_hashes
 from hive.runtime.engine.radix_cache import RadixCache, TreeNode
+from hive.runtime.engine.replay_trace import TraceRequest
 from hive.runtime.engine.request import Request, RequestStatus
 from hive.runtime.engine.sampling_params import SamplingParams
 from hive.runtime.engine.scheduler import Scheduler
 from hive.runtime.engine.stats import EngineStats
-
-
-@dataclass(frozen=True)
-class TraceRequest:
-    agent: str
-    prompt: list[int]
-    output: list[int]
-    wave: int = 0
-    priority: int = 0
 
 
 @dataclass
@@ -127,24 +119,47 @@ def replay(
     ledger = AgentLedger(page_size)
     scheduler = Scheduler(pool, cache, stats, max_batch_tokens, max_running_requests, ledger)
 
-    waves = sorted({t.wave for t in trace})
     requests: dict[int, tuple[int, Request]] = {}  # rid -> (trace index, request)
     failed = 0
-    for wave in waves:
-        for i, t in enumerate(trace):
-            if t.wave != wave:
-                continue
-            params = SamplingParams(max_tokens=max(1, len(t.output)), ignore_eos=True)
-            req = Request(list(t.prompt), params, 0, agent_id=t.agent, priority=t.priority)
-            requests[req.rid] = (i, req)
-            if isinstance(evictor, BeladyPolicy):
-                evictor.requests[i] = req
-            scheduler.add(req)
-        while scheduler.has_work():
-            schedule = scheduler.schedule()
-            failed += len(schedule.failed)
+
+    def submit(i: int) -> None:
+        t = trace[i]
+        params = SamplingParams(max_tokens=max(1, len(t.output)), ignore_eos=True)
+        req = Request(list(t.prompt), params, 0, agent_id=t.agent, priority=t.priority)
+        requests[req.rid] = (i, req)
+        if isinstance(evictor, BeladyPolicy):
+            evictor.requests[i] = req
+        scheduler.add(req)
+
+    def step() -> None:
+        nonlocal failed
+        schedule = scheduler.schedule()
+        failed += len(schedule.failed)
+        for req in schedule.failed:
+            req.finish_reason = "error"
+        if schedule.items:  # as Engine.advance: a step without rows runs no forward pass
             _post_process(scheduler, schedule, trace, requests)
             stats.num_steps += 1
+
+    if any(t.arrival is not None for t in trace):
+        # Recorded arrivals: each request is queued when the engine had run that many
+        # steps (the engine counts no steps while idle, so an idle gap ends at once).
+        order = sorted(range(len(trace)), key=lambda i: trace[i].arrival or 0)
+        pos = 0
+        while pos < len(order) or scheduler.has_work():
+            while pos < len(order) and (
+                (trace[order[pos]].arrival or 0) <= stats.num_steps or not scheduler.has_work()
+            ):
+                submit(order[pos])
+                pos += 1
+            step()
+    else:
+        for wave in sorted({t.wave for t in trace}):
+            for i, t in enumerate(trace):
+                if t.wave == wave:
+                    submit(i)
+            while scheduler.has_work():
+                step()
 
     agents = dict(ledger.agents)
     hotspots = hotspot_agents(agents)
@@ -187,7 +202,5 @@ def _post_process(
     for item, is_generation in zip(items, generation, strict=True):
         if not is_generation and not item.request.finish_reason:
             scheduler.cache_prefix(item.request)
-    for req in schedule.failed:
-        req.finish_reason = "error"
     for req in finished:
         scheduler.finish(req)

@@ -60,6 +60,7 @@ class Request:
         "num_cached_prompt",
         "admitted",
         "num_preempted",
+        "arrival_step",
     )
 
     def __init__(
@@ -97,6 +98,7 @@ class Request:
         self.num_cached_prompt = 0  # prompt tokens served by the prefix cache (first admission)
         self.admitted = False  # admitted at least once (a preempted request is re-admitted)
         self.num_preempted = 0  # times preempted: raises its priority as a victim (aging)
+        self.arrival_step = 0  # the engine step count when it was queued
 
     @property
     def page_ids(self) -> list[int]:

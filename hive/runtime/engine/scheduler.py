@@ -72,6 +72,7 @@ class Scheduler:
         self.running: list[Request] = []
 
     def add(self, request: Request) -> None:
+        request.arrival_step = self.stats.num_steps  # for traces the replay can re-run
         self.waiting.append(request)
 
     def has_work(self) -> bool:
