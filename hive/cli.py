@@ -333,6 +333,23 @@ def bench_engine(
     typer.echo(text)
 
 
+@bench_app.command("agents")
+def bench_agents(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    model: Annotated[str | None, typer.Option(help="Model to run on.")] = None,
+) -> None:
+    """Eviction policies (lru, lfu, agent, workflow; belady offline) on multi-agent workloads."""
+    import json
+
+    try:
+        from hive.bench.agents import format_report, run_bench
+
+        results = run_bench(model)
+    except HiveError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps(results) if json_output else format_report(results))
+
+
 def main() -> None:
     from hive.runtime.engine.host_memory import keep_freed_memory
 
