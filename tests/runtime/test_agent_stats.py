@@ -249,3 +249,18 @@ def test_a_recorded_async_trace_replays_to_the_same_counters(policy):
     result = replay(trace, kv_cache_tokens=150, policy=policy, max_batch_tokens=64)
     assert result.agents == engine.agent_stats()
     assert result.steps == engine.stats()["num_steps"]
+
+
+def test_an_agent_that_never_finishes_does_not_hold_up_the_others():
+    engine = Engine.from_hf(make_tiny("llama"), kv_cache_tokens=2048)
+    (endless,) = engine.add_request(
+        prompts_for(3, [20])[0], SamplingParams(max_tokens=200, ignore_eos=True), agent_id="slow"
+    )
+    quick = [
+        engine.add_request(ids, SamplingParams(max_tokens=5, ignore_eos=True), agent_id="fast")[0]
+        for ids in prompts_for(4, [15, 25, 10])
+    ]
+    for _ in range(8):
+        engine.step()
+    assert all(r.finish_reason == "length" for r in quick) and endless.finish_reason is None
+    assert engine.agent_stats()["fast"].calls == 3
