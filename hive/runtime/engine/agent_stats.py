@@ -2,7 +2,8 @@
 
 At a request's first admission the scheduler records its prompt: how many
 tokens the radix cache served (`hit_tokens`), how many had been computed
-before for the same prefix (`reusable_tokens`, from the prefix history),
+before for the same prefix (`reusable_tokens`, from the prefix history of
+what reached the cache),
 and the difference: tokens computed again because their KV had been
 evicted (`recomputed_tokens`). The radix cache adds `evicted_pages` to
 every agent that used an evicted node.
@@ -31,15 +32,16 @@ class AgentStats:
     reusable_tokens: int = 0
     recomputed_tokens: int = 0
     evicted_pages: int = 0
-    first_call: int = 0  # the ledger's call count at the agent's first and last calls
+    prompts: int = 0  # distinct calls: the n samples of one prompt count once
+    first_call: int = 0  # the ledger's prompt count at the agent's first and last calls
     last_call: int = 0
 
     @property
     def call_interval(self) -> float | None:
-        """Mean number of calls (of all agents) between two of its calls; None before two."""
-        if self.calls < 2:
+        """Mean number of prompts (of all agents) between two of its own; None before two."""
+        if self.prompts < 2:
             return None
-        return (self.last_call - self.first_call) / (self.calls - 1)
+        return (self.last_call - self.first_call) / (self.prompts - 1)
 
     @property
     def hit_rate(self) -> float:
@@ -59,7 +61,8 @@ class AgentLedger:
         self.history = PrefixHistory(page_size)
         self.agents: dict[str, AgentStats] = {}
         self.version = 0  # bumped on every admission: lets policies cache aggregates
-        self.total_calls = 0
+        self.total_calls = 0  # requests admitted (every sample)
+        self.total_prompts = 0  # distinct calls admitted (a prompt's n samples once)
 
     def of(self, agent_id: str | None) -> AgentStats:
         key = agent_id if agent_id is not None else UNTAGGED
@@ -68,21 +71,28 @@ class AgentLedger:
             stats = self.agents[key] = AgentStats()
         return stats
 
-    def record_admission(self, agent_id: str | None, prompt: list[int], hit_tokens: int) -> None:
-        """A call's first admission: `prompt` (the tokens matched against the cache)."""
+    def record_admission(
+        self, agent_id: str | None, prompt: list[int], hit_tokens: int, new_prompt: bool = True
+    ) -> None:
+        """A request's first admission: `prompt` (the tokens matched against the cache).
+        `new_prompt` is False for samples 2..n of one prompt (one call in the rhythm).
+        What counts as computed before is what reached the cache earlier
+        (`history`, filled by the scheduler when it caches computed tokens)."""
         stats = self.of(agent_id)
         reusable = max(self.history.match(prompt), hit_tokens)
         self.version += 1
         self.total_calls += 1
-        if stats.calls == 0:
-            stats.first_call = self.total_calls
-        stats.last_call = self.total_calls
         stats.calls += 1
+        if new_prompt:
+            self.total_prompts += 1
+            if stats.prompts == 0:
+                stats.first_call = self.total_prompts
+            stats.last_call = self.total_prompts
+            stats.prompts += 1
         stats.prompt_tokens += len(prompt)
         stats.hit_tokens += hit_tokens
         stats.reusable_tokens += reusable
         stats.recomputed_tokens += reusable - hit_tokens
-        self.history.insert(prompt)
 
     def record_eviction(self, agent_ids: set[str], num_pages: int) -> None:
         for agent in agent_ids or {UNTAGGED}:

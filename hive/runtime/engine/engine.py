@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from hive.runtime.engine.agent_stats import UNTAGGED, AgentStats
+from hive.runtime.engine.agent_stats import AgentStats
 from hive.runtime.engine.attention import backend_class
 from hive.runtime.engine.config import DEFAULT_KV_TOKENS, EngineConfig, make_config
 from hive.runtime.engine.errors import EngineError, InvalidRequestError, KVCacheTooSmallError
@@ -33,7 +33,7 @@ from hive.runtime.engine.model_loader import load_hf_model, resolve_model
 from hive.runtime.engine.prompts import Prompt, decode, find_stop, is_single_prompt, prompt_to_ids
 from hive.runtime.engine.radix_cache import RadixCache
 from hive.runtime.engine.replay_trace import TraceRequest
-from hive.runtime.engine.request import Completion, Request
+from hive.runtime.engine.request import Completion, Request, RequestStatus
 from hive.runtime.engine.sampler import Sampler
 from hive.runtime.engine.sampling_params import SamplingParams
 from hive.runtime.engine.scheduler import Scheduler
@@ -200,6 +200,7 @@ class Engine(AsyncServing):
         for req in schedule.failed:
             req.finish_reason = "error"
             self._stats.num_failed += 1
+            self._record(req)
         if schedule.items:
             finished += self._run(schedule)
         return finished
@@ -250,15 +251,7 @@ class Engine(AsyncServing):
         for req in finished:
             self.scheduler.finish(req)
             self._stats.num_finished += 1
-            if self.trace is not None:
-                entry = TraceRequest(
-                    req.agent_id or UNTAGGED,
-                    list(req.prompt_ids),
-                    list(req.output_ids),
-                    priority=req.priority,
-                    arrival=req.arrival_step,
-                )
-                self.trace.append((req.rid, entry))
+            self._record(req)
         return finished
 
     def _check_finished(self, req: Request) -> bool:
@@ -331,7 +324,7 @@ class Engine(AsyncServing):
             # Never leave this call's requests in the scheduler: the engine must keep
             # serving later calls whatever went wrong in this one.
             for req in queued:
-                self.scheduler.abort(req)
+                self.abort(req)
             raise
         out: list[Completion] = []
         for slot in slots:
@@ -340,6 +333,27 @@ class Engine(AsyncServing):
             else:
                 out += [replace(slot, sample_index=i) for i in range(params.n)]
         return out
+
+    def _record(self, req: Request, aborted: bool = False) -> None:
+        """Keep a finished, failed or aborted request for the trace (record_trace)."""
+        if self.trace is None:
+            return
+        entry = TraceRequest(
+            req.agent_id,
+            list(req.prompt_ids),
+            list(req.output_ids),
+            priority=req.priority,
+            arrival=req.arrival_step,
+            aborted_at=self._stats.num_steps if aborted else None,
+            failed=req.finish_reason == "error",
+        )
+        self.trace.append((req.rid, entry))
+
+    def abort(self, req: Request) -> None:
+        """Stop a queued or running request (its pages go back as on finish)."""
+        if req.status is not RequestStatus.FINISHED:
+            self._record(req, aborted=True)
+        self.scheduler.abort(req)
 
     def recorded_trace(self) -> list[TraceRequest]:
         """Finished requests in submission order (needs `record_trace=True`)."""

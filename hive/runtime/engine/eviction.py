@@ -115,6 +115,9 @@ class AgentPolicy(BaseEvictionPolicy):
         return node.last_access + bonus
 
 
+OVERDUE = 2.0  # intervals past an agent's predicted call after which it is not expected
+
+
 class WorkflowPolicy(BaseEvictionPolicy):
     """Steps to execution (after KVFlow): the node whose agents' next call is furthest
     away goes first; an agent about to run keeps its prefix.
@@ -123,8 +126,9 @@ class WorkflowPolicy(BaseEvictionPolicy):
     call plus its mean interval between calls (in calls of all agents, from the
     engine's AgentLedger). A node's distance is that of the soonest of its agents.
     Agents seen once get the mean interval of the others (or the number of agents
-    before any is known: a workflow's second round looks like its first); nodes of no
-    agent go first. Ties: least recently used.
+    before any is known: a workflow's second round looks like its first); an agent
+    more than OVERDUE intervals late is not expected any more; the n samples of one
+    prompt count as one call; nodes of no agent go first. Ties: least recently used.
     """
 
     name = "workflow"
@@ -150,13 +154,15 @@ class WorkflowPolicy(BaseEvictionPolicy):
         if ledger is None or not node.agent_ids or not may_be_reused(node):
             return (-float("inf"), node.last_access)
         self._aggregates(ledger)
-        now = ledger.total_calls
+        now = ledger.total_prompts
         distance = float("inf")
         for agent_id in node.agent_ids:
             stats = ledger.agents.get(agent_id)
-            if stats is None or stats.calls == 0:
+            if stats is None or stats.prompts == 0:
                 continue
             interval = stats.call_interval or self._default_interval
+            if now - stats.last_call > OVERDUE * interval:
+                continue  # its rhythm has stopped: it is not predicted to come back
             distance = min(distance, max(0.0, stats.last_call + interval - now))
         return (-distance, node.last_access)
 

@@ -122,17 +122,30 @@ def replay(
     requests: dict[int, tuple[int, Request]] = {}  # rid -> (trace index, request)
     failed = 0
 
+    live: dict[int, Request] = {}  # trace index -> its request, while it may be aborted
+
     def submit(i: int) -> None:
         t = trace[i]
-        params = SamplingParams(max_tokens=max(1, len(t.output)), ignore_eos=True)
+        # A request the engine failed ran out of pool before it finished: give it room
+        # for one more token so that the replay's scheduler fails it the same way.
+        params = SamplingParams(max_tokens=len(t.output) + (1 if t.failed else 0) or 1,
+                                ignore_eos=True)  # fmt: skip
         req = Request(list(t.prompt), params, 0, agent_id=t.agent, priority=t.priority)
         requests[req.rid] = (i, req)
+        if t.aborted_at is not None:
+            live[i] = req
         if isinstance(evictor, BeladyPolicy):
             evictor.requests[i] = req
         scheduler.add(req)
 
     def step() -> None:
         nonlocal failed
+        for i, req in list(live.items()):  # callers that gave up before this step
+            if (trace[i].aborted_at or 0) <= stats.num_steps:
+                scheduler.abort(req)
+                del live[i]
+        if not scheduler.has_work():
+            return
         schedule = scheduler.schedule()
         failed += len(schedule.failed)
         for req in schedule.failed:
@@ -195,8 +208,9 @@ def _post_process(
             continue
         req = item.request
         output = trace[requests[req.rid][0]].output
-        req.output_ids.append(output[len(req.output_ids)] if output else 0)
-        if len(req.output_ids) >= max(1, len(output)):
+        k = len(req.output_ids)
+        req.output_ids.append(output[k] if k < len(output) else 0)
+        if len(req.output_ids) >= req.params.max_tokens:
             req.finish_reason = "length"
             finished.append(req)
     for item, is_generation in zip(items, generation, strict=True):

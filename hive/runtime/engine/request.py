@@ -59,7 +59,7 @@ class Request:
         "stop_text_len",
         "num_cached_prompt",
         "admitted",
-        "num_preempted",
+        "age",
         "arrival_step",
     )
 
@@ -97,7 +97,7 @@ class Request:
         self.stop_text_len: int | None = None  # chars of text kept when a stop string hit
         self.num_cached_prompt = 0  # prompt tokens served by the prefix cache (first admission)
         self.admitted = False  # admitted at least once (a preempted request is re-admitted)
-        self.num_preempted = 0  # times preempted: raises its priority as a victim (aging)
+        self.age = 0  # times it gave way to higher-priority work (raises it as a victim)
         self.arrival_step = 0  # the engine step count when it was queued
 
     @property

@@ -102,6 +102,7 @@ class Scheduler:
         if full <= req.num_tree:
             return
         tokens = req.tokens[:full]
+        self.ledger.history.insert(tokens)  # computed: later calls may reuse (or recompute) it
         existing = self.cache.insert(tokens, req.page_ids, req.agent_id, req.priority)
         self.pool.allocator.free(req.page_ids[req.num_tree // ps : existing // ps])
         match = self.cache.match_prefix(tokens, record=False)  # the node just inserted
@@ -125,7 +126,6 @@ class Scheduler:
     def preempt(self, req: Request) -> None:
         self.running.remove(req)
         self.release(req)
-        req.num_preempted += 1
         req.status = RequestStatus.WAITING
         self.waiting.append(req)
         self.waiting.sort(key=lambda r: r.rid)
@@ -163,6 +163,8 @@ class Scheduler:
                 victim = self._pick_victim(scheduled)
                 if victim is None or victim is req:
                     break
+                if victim.priority < req.priority:
+                    victim.age += 1  # gave way to higher-priority work: aging
                 self.preempt(victim)
             else:
                 items.append(ScheduledRequest(req, req.num_kv, 1, True))
@@ -222,7 +224,6 @@ class Scheduler:
             ):
                 continue
             self.cache.lock(match.node)
-            self.cache.record_use(match.node, req.agent_id, req.priority)
             req.pages.reset(match.page_ids)
             req.num_kv = req.num_tree = match.num_tokens
             req.tree_node = match.node
@@ -230,9 +231,14 @@ class Scheduler:
             if n == 0:
                 self.release(req)
                 break
+            # A use (and a hit) only once admitted: a failed attempt must not make a
+            # prefix look reused to the eviction policies.
+            self.cache.record_use(match.node, req.agent_id, req.priority)
             if not req.admitted:
                 req.num_cached_prompt = match.num_tokens
-                self.ledger.record_admission(req.agent_id, tokens[:-1], match.num_tokens)
+                self.ledger.record_admission(
+                    req.agent_id, tokens[:-1], match.num_tokens, new_prompt=req.sample_index == 0
+                )
                 req.admitted = True
             self.stats.num_prefix_hit_tokens += match.num_tokens
             self.waiting.remove(req)
@@ -246,15 +252,16 @@ class Scheduler:
     def _pick_victim(self, exclude: set[int]) -> Request | None:
         """The running request to preempt: lowest effective priority, then youngest.
 
-        Effective priority is the request's priority plus the times it has already been
-        preempted (aging): once preempted more times than the priority gap, newer
-        higher-priority requests are chosen before it, so a stream of higher-priority
-        work cannot starve it forever (it can still give way when it alone needs a page).
+        Effective priority is the request's priority plus its age: the times it gave
+        way to a higher-priority request (aging). Once it has given way more times than
+        the priority gap, newer higher-priority requests are chosen before it, so a
+        stream of higher-priority work cannot starve it forever. Among equal priorities
+        nothing ages: the youngest gives way, so the oldest always progresses.
         """
         candidates = [r for r in self.running if r.rid not in exclude]
         if not candidates:
             return None
-        return min(candidates, key=lambda r: (r.priority + r.num_preempted, -r.rid))
+        return min(candidates, key=lambda r: (r.priority + r.age, -r.rid))
 
     def _fail_or_preempt(self, req: Request, failed: list[Request]) -> None:
         if len(self.running) == 1:

@@ -45,9 +45,12 @@ class GenerationRequest:
 
 
 class AsyncServing:
-    """Mixed into `Engine`: needs `make_requests`, `advance`, `completion`, `scheduler`."""
+    """Mixed into `Engine`: needs `make_requests`, `advance`, `completion`, `abort`,
+    `scheduler`."""
 
     scheduler: Scheduler
+
+    def abort(self, req: Request) -> None: ...  # Engine's: records it, then aborts
 
     def _init_serving(self) -> None:
         self._loop_task: asyncio.Task[None] | None = None
@@ -83,7 +86,7 @@ class AsyncServing:
         except BaseException:
             # Cancelled, timed out, or one sample failed: stop the others too, so
             # nobody decodes for a caller that is gone.
-            self._between_steps(lambda: [self.scheduler.abort(req) for req in requests])
+            self._between_steps(lambda: [self.abort(req) for req in requests])
             raise
 
     def _between_steps(self, change: Callable[[], Any]) -> None:
