@@ -36,7 +36,7 @@ from hive.runtime.engine.replay_trace import TraceRequest
 from hive.runtime.engine.request import Completion, Request, RequestStatus
 from hive.runtime.engine.sampler import Sampler
 from hive.runtime.engine.sampling_params import SamplingParams
-from hive.runtime.engine.scheduler import Scheduler
+from hive.runtime.engine.scheduler import Scheduler, generation_rows
 from hive.runtime.engine.serving import AsyncServing
 from hive.runtime.engine.stats import EngineStats
 
@@ -197,8 +197,7 @@ class Engine(AsyncServing):
         """`step` without the finish callbacks (the async server runs them on its loop)."""
         schedule = self.scheduler.schedule()
         finished = list(schedule.failed)
-        for req in schedule.failed:
-            req.finish_reason = "error"
+        for req in schedule.failed:  # the scheduler finished them with "error"
             self._stats.num_failed += 1
             self._record(req)
         if schedule.items:
@@ -223,8 +222,7 @@ class Engine(AsyncServing):
             self.device,
             [item.request.pages.tensor() for item in items],
         )
-        # Decode steps of requests already generating; the rest computes prompt tokens.
-        generation = [item.extend_len == 1 and bool(item.request.output_ids) for item in items]
+        generation = generation_rows(items)
         started = time.perf_counter()
         logits = self.model.forward(batch, self.attention)
         sampled = [item.request for item in items if item.is_sampled]
@@ -234,22 +232,17 @@ class Engine(AsyncServing):
         self._stats.num_decode_tokens += sum(generation)
         self._stats.num_prefill_tokens += batch.num_tokens - sum(generation)
 
-        for item in items:
-            item.request.num_kv += item.extend_len
-        finished = []
-        for row, req in enumerate(sampled):
+        rows = iter(range(len(sampled)))  # commit visits the sampled rows in this order
+
+        def take_token(req: Request) -> bool:
+            row = next(rows)
             req.output_ids.append(token_ids[row])
             if req.logprobs is not None and logprobs is not None:
                 req.logprobs.append(logprobs[row])
-            if self._check_finished(req):
-                finished.append(req)
-        for item, is_generation in zip(items, generation, strict=True):
-            # Prompt tokens just computed (or a preempted request's tokens recomputed)
-            # go to the radix cache.
-            if not is_generation and not item.request.finish_reason:
-                self.scheduler.cache_prefix(item.request)
+            return self._check_finished(req)
+
+        finished = self.scheduler.commit(items, generation, take_token)
         for req in finished:
-            self.scheduler.finish(req)
             self._stats.num_finished += 1
             self._record(req)
         return finished

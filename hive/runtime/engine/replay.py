@@ -5,8 +5,8 @@ generated) in waves: wave w is submitted once every request of earlier
 waves has finished (a workflow's rounds). The replay runs the engine's own
 `Scheduler`, `RadixCache` and eviction policy over a KV pool of the same
 number of pages (one scalar per token, so it costs no memory), and does
-what `Engine._run` does after a forward pass, with each request's next
-output token taken from the trace. Policies are compared on long traces in
+what the engine does after a forward pass (`Scheduler.commit`, the same
+code), with each request's next output token taken from the trace. Policies are compared on long traces in
 seconds, and the engine's own run of the same trace gives the same counters
 (a test checks it).
 
@@ -37,7 +37,7 @@ from hive.runtime.engine.radix_cache import RadixCache, TreeNode
 from hive.runtime.engine.replay_trace import TraceRequest
 from hive.runtime.engine.request import Request, RequestStatus
 from hive.runtime.engine.sampling_params import SamplingParams
-from hive.runtime.engine.scheduler import Scheduler
+from hive.runtime.engine.scheduler import Scheduler, generation_rows
 from hive.runtime.engine.stats import EngineStats
 
 
@@ -148,11 +148,19 @@ def replay(
             return
         schedule = scheduler.schedule()
         failed += len(schedule.failed)
-        for req in schedule.failed:
-            req.finish_reason = "error"
         if schedule.items:  # as Engine.advance: a step without rows runs no forward pass
-            _post_process(scheduler, schedule, trace, requests)
+            scheduler.commit(schedule.items, generation_rows(schedule.items), take_token)
             stats.num_steps += 1
+
+    def take_token(req: Request) -> bool:
+        """The trace's next output token in place of the sampler's."""
+        output = trace[requests[req.rid][0]].output
+        k = len(req.output_ids)
+        req.output_ids.append(output[k] if k < len(output) else 0)
+        if len(req.output_ids) < req.params.max_tokens:
+            return False
+        req.finish_reason = "length"
+        return True
 
     if any(t.arrival is not None for t in trace):
         # Recorded arrivals: each request is queued when the engine had run that many
@@ -189,32 +197,3 @@ def replay(
         evicted_pages=cache.num_evicted_pages,
         failed=failed,
     )
-
-
-def _post_process(
-    scheduler: Scheduler,
-    schedule: Any,
-    trace: Sequence[TraceRequest],
-    requests: dict[int, tuple[int, Request]],
-) -> None:
-    """What Engine._run does after the forward pass, with the trace's tokens."""
-    items = schedule.items
-    generation = [item.extend_len == 1 and bool(item.request.output_ids) for item in items]
-    for item in items:
-        item.request.num_kv += item.extend_len
-    finished = []
-    for item in items:
-        if not item.is_sampled:
-            continue
-        req = item.request
-        output = trace[requests[req.rid][0]].output
-        k = len(req.output_ids)
-        req.output_ids.append(output[k] if k < len(output) else 0)
-        if len(req.output_ids) >= req.params.max_tokens:
-            req.finish_reason = "length"
-            finished.append(req)
-    for item, is_generation in zip(items, generation, strict=True):
-        if not is_generation and not item.request.finish_reason:
-            scheduler.cache_prefix(item.request)
-    for req in finished:
-        scheduler.finish(req)

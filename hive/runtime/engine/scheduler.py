@@ -15,6 +15,7 @@ computed once (N samples of one prompt, a common system prompt).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from hive.runtime.engine.agent_stats import AgentLedger
@@ -38,6 +39,12 @@ class Schedule(NamedTuple):
     items: list[ScheduledRequest]  # one-token rows first, then longer extends
     num_decode: int  # one-token sampled rows: decodes, and prompts one token from done
     failed: list[Request]  # requests that can never fit; finished with an error
+
+
+def generation_rows(items: list[ScheduledRequest]) -> list[bool]:
+    """Per row: a decode step of a request already generating (the rest computes prompt
+    tokens, or a preempted request's tokens again)."""
+    return [item.extend_len == 1 and bool(item.request.output_ids) for item in items]
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -112,6 +119,29 @@ class Scheduler:
             self.cache.unlock(req.tree_node)
         req.pages.replace_prefix(match.page_ids)
         req.num_tree, req.tree_node = full, match.node
+
+    def commit(
+        self,
+        items: list[ScheduledRequest],
+        generation: list[bool],
+        take_token: Callable[[Request], bool],
+    ) -> list[Request]:
+        """After a step's forward pass: advance every row's KV, give each sampled row its
+        token (`take_token` appends it and says whether the request is done), hand the
+        prompt tokens just computed to the radix cache, and finish the done requests.
+        The engine (tokens from the sampler) and the replay (tokens from a trace) share it.
+        """
+        for item in items:
+            item.request.num_kv += item.extend_len
+        finished = [item.request for item in items if item.is_sampled and take_token(item.request)]
+        for item, is_generation in zip(items, generation, strict=True):
+            # Prompt tokens just computed (or a preempted request's tokens recomputed)
+            # go to the radix cache.
+            if not is_generation and not item.request.finish_reason:
+                self.cache_prefix(item.request)
+        for req in finished:
+            self.finish(req)
+        return finished
 
     def release(self, req: Request) -> None:
         """Give `req`'s K/V to the cache (whole pages) or back to the pool; reset its KV state."""
@@ -271,6 +301,7 @@ class Scheduler:
             )
             failed.append(req)
             self.finish(req)
+            req.finish_reason = "error"
         else:
             self.preempt(req)
 
