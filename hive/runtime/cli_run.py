@@ -82,9 +82,7 @@ async def run_many(
     console: Console | None,
     traces: list[Trace],
 ) -> list[Result | Exception]:
-    """Every input row through the same engines, concurrently."""
-    for i, row in enumerate(rows):
-        check_row(plan, row, i, len(rows))  # fail before any model work
+    """Every input row (checked by the caller) through the same engines, concurrently."""
     started = time.perf_counter()
     progress = None
     if console is not None:
@@ -146,10 +144,6 @@ def format_metrics(result: Result) -> str:
         f"{m['cached_prompt_tokens']}/{m['prompt_tokens']} prompt tokens from the prefix cache, "
         f"{m['wall_seconds']:.1f}s"
     )
-
-
-def load_plan_for_run(spec_or_plan: Path) -> Plan:
-    return load(spec_or_plan)
 
 
 def execute(

@@ -16,7 +16,7 @@ every reusable prefix was still cached.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from hive.runtime.engine.prefix_history import PrefixHistory
 
@@ -44,16 +44,9 @@ class AgentStats:
         return (self.last_call - self.first_call) / (self.prompts - 1)
 
     @property
-    def hit_rate(self) -> float:
-        return self.hit_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
-
-    @property
     def miss_rate(self) -> float:
         """Recomputed over reusable prefix tokens."""
         return self.recomputed_tokens / self.reusable_tokens if self.reusable_tokens else 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        return {**asdict(self), "hit_rate": self.hit_rate, "miss_rate": self.miss_rate}
 
 
 class AgentLedger:

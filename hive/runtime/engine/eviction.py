@@ -12,7 +12,7 @@ import importlib
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from hive.runtime.engine.agent_stats import HOTSPOT_SHARE
+from hive.runtime.engine.agent_stats import hotspot_agents
 from hive.runtime.engine.errors import EngineError
 
 if TYPE_CHECKING:
@@ -92,9 +92,8 @@ class AgentPolicy(BaseEvictionPolicy):
         """The hotspot threshold, recomputed only after new admissions (one eviction ranks
         many nodes; thousands of agents must not make each key O(agents))."""
         if self._version != ledger.version:
-            tokens = sorted((a.prompt_tokens for a in ledger.agents.values()), reverse=True)
-            cut = max(0, round(HOTSPOT_SHARE * len(tokens)) - 1)
-            self._threshold = tokens[cut] if tokens else 0
+            hotspots = hotspot_agents(ledger.agents)
+            self._threshold = ledger.agents[hotspots[-1]].prompt_tokens if hotspots else 0
             self._version = ledger.version
 
     def key(self, node: TreeNode) -> Any:

@@ -24,6 +24,8 @@ the weights in memory, so the engine enables it only where it fits
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -75,16 +77,13 @@ def _pack(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | Non
         return None
     if not torch.backends.mkldnn.is_available():
         return None
-    try:
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, _PACK_BATCH_HINT)
-        probe = torch.linspace(-1, 1, 3 * weight.shape[1], dtype=weight.dtype)
-        probe = probe.view(3, weight.shape[1])
-        got = torch.ops.mkldnn._linear_pointwise(probe, packed, bias, "none", [], "")
-    except (RuntimeError, AttributeError, NotImplementedError):
-        return None  # a torch build or CPU without the packed kernel
-    if not torch.equal(got, F.linear(probe, weight, bias)):
-        return None
-    return packed
+    return _exact(
+        weight,
+        bias,
+        3,
+        lambda: torch.ops.mkldnn._reorder_linear_weight(weight, _PACK_BATCH_HINT),
+        lambda x, packed: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], ""),
+    )
 
 
 def _pack_fp32(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
@@ -94,13 +93,30 @@ def _pack_fp32(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor 
     if not torch.backends.mkl.is_available():
         return None
     weight = weight.contiguous()
+    return _exact(
+        weight,
+        bias,
+        FP32_PACKED_ROWS,
+        lambda: torch.ops.mkl._mkl_reorder_linear_weight(weight, FP32_PACKED_ROWS),
+        lambda x, packed: torch.ops.mkl._mkl_linear(x, packed, weight, bias, FP32_PACKED_ROWS),
+    )
+
+
+def _exact(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    rows: int,
+    pack: Callable[[], torch.Tensor],
+    run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor | None:
+    """`pack()`, if `run` on it gives F.linear's exact result on a probe of `rows` rows;
+    None where the kernel is missing (a torch build or CPU without it) or not exact."""
     try:
-        packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, FP32_PACKED_ROWS)
-        probe = torch.linspace(-1, 1, FP32_PACKED_ROWS * weight.shape[1])
-        probe = probe.view(FP32_PACKED_ROWS, weight.shape[1])
-        got = torch.ops.mkl._mkl_linear(probe, packed, weight, bias, FP32_PACKED_ROWS)
+        packed = pack()
+        probe = torch.linspace(-1, 1, rows * weight.shape[1], dtype=weight.dtype)
+        got = run(probe.view(rows, weight.shape[1]), packed)
     except (RuntimeError, AttributeError, NotImplementedError):
         return None
-    if not torch.equal(got, F.linear(probe, weight, bias)):
+    if not torch.equal(got, F.linear(probe.view(rows, weight.shape[1]), weight, bias)):
         return None
     return packed

@@ -1,14 +1,14 @@
 """Trace-driven replay of the scheduler and the radix cache, without the model.
 
 A trace is the requests of a workload (agent, prompt ids, the output ids it
-generated) in waves: wave w is submitted once every request of earlier
-waves has finished (a workflow's rounds). The replay runs the engine's own
-`Scheduler`, `RadixCache` and eviction policy over a KV pool of the same
-number of pages (one scalar per token, so it costs no memory), and does
-what the engine does after a forward pass (`Scheduler.commit`, the same
-code), with each request's next output token taken from the trace. Policies are compared on long traces in
-seconds, and the engine's own run of the same trace gives the same counters
-(a test checks it).
+generated), in waves (wave w is submitted once every request of earlier
+waves has finished: a workflow's rounds) or at the engine steps where the
+engine recorded them. The replay runs the engine's own `Scheduler`,
+`RadixCache` and eviction policy over a KV pool of the same number of pages
+(one scalar per token, so it costs no memory) and the engine's post-step
+code (`Scheduler.commit`), with each request's next output token taken from
+the trace. Policies are compared on long traces in seconds, and the engine's
+own run of the same trace gives the same counters (tests check it).
 
 `belady` is the offline reference: it evicts the cached prefix whose next
 use by a request not yet admitted is furthest away (never again: first).

@@ -50,8 +50,6 @@ class AsyncServing:
 
     scheduler: Scheduler
 
-    def abort(self, req: Request) -> None: ...  # Engine's: records it, then aborts
-
     def _init_serving(self) -> None:
         self._loop_task: asyncio.Task[None] | None = None
         self._worker: concurrent.futures.ThreadPoolExecutor | None = None
