@@ -1,4 +1,5 @@
-"""A scripted engine: replies come from a function of (agent, prompt, seed), no model."""
+"""A scripted engine: replies come from a function of (agent, prompt, seed), no model.
+Also the check, shared by the executor tests, that a run returned its declared outputs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hive.compiler.spec import _is_of_type
 from hive.runtime.engine.request import Completion
 from hive.runtime.engine.serving import GenerationRequest
 
@@ -49,3 +51,13 @@ class FakeEngine:
 
     def prompts_of(self, agent: str) -> list[str]:
         return [r.prompt[-1]["content"] for r in self.requests if r.agent_id == agent]
+
+
+def assert_declared_outputs(plan, outputs) -> None:
+    """The run returned exactly the spec's outputs, each null (a reply lacked the field)
+    or of its declared type."""
+    declared = plan.spec.outputs or {}
+    assert set(outputs) == set(declared)
+    for name, type_name in declared.items():
+        value = outputs[name]
+        assert value is None or _is_of_type(value, type_name), (name, value)
