@@ -4,14 +4,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hive.runtime.engine.inverse_cdf import sample_from_probs
 from hive.runtime.engine.request import Request
-from hive.runtime.engine.sampler import (
-    Sampler,
-    apply_penalties,
-    filtered_probs,
-    sample_from_probs,
-    top_p_cutoff,
-)
+from hive.runtime.engine.sampler import Sampler, apply_penalties, filtered_probs, top_p_cutoff
 from hive.runtime.engine.sampling_params import SamplingParams
 
 
@@ -23,7 +18,7 @@ def test_greedy_picks_argmax_and_still_draws_once():
     logits = torch.tensor([[0.1, 3.0, 2.9, -1.0]])
     r = req(SamplingParams(temperature=0))
     state = r.generator.get_state().clone()
-    tokens, _ = Sampler()(logits, [r])
+    tokens, _, _ = Sampler()(logits, [r])
     assert tokens == [1]
     reference = torch.Generator()
     reference.set_state(state)
@@ -60,7 +55,7 @@ def test_rows_do_not_depend_on_each_other():
         SamplingParams(min_p=0.05, seed=3),
         SamplingParams(repetition_penalty=1.3, frequency_penalty=0.5, seed=4),
     ]
-    together, _ = Sampler()(logits, [req(p, p.seed or 0) for p in params])
+    together, _, _ = Sampler()(logits, [req(p, p.seed or 0) for p in params])
     alone = [
         Sampler()(logits[i : i + 1], [req(p, p.seed or 0)])[0][0] for i, p in enumerate(params)
     ]

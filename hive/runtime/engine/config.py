@@ -42,6 +42,7 @@ class EngineConfig:
     eviction_policy: str = "lru"
     packed_weights: bool | None = None
     record_trace: bool = False  # keep (agent, prompt, output, arrival step) of every request
+    logits_cache_mb: float = 256.0  # Logits Cache budget (requests opt in); 0 disables it
 
     def __post_init__(self) -> None:
         for name in ("page_size", "max_batch_tokens", "max_running_requests"):
@@ -69,6 +70,15 @@ class EngineConfig:
         if self.packed_weights is not None and not isinstance(self.packed_weights, bool):
             raise EngineError(
                 f"packed_weights must be true, false or None, got {self.packed_weights!r}"
+            )
+        if (
+            not isinstance(self.logits_cache_mb, int | float)
+            or isinstance(self.logits_cache_mb, bool)
+            or not self.logits_cache_mb >= 0
+            or self.logits_cache_mb == float("inf")
+        ):
+            raise EngineError(
+                f"logits_cache_mb must be a number >= 0 (0 disables it), got {self.logits_cache_mb!r}"
             )
         if self.dtype not in (None, "float32", "bfloat16", "float16"):
             raise EngineError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")

@@ -27,6 +27,8 @@ from hive.runtime.engine.kv_pool import (
     bytes_per_token,
     num_pages_for,
 )
+from hive.runtime.engine.logits_cache import LogitsCache
+from hive.runtime.engine.logits_replay import LogitsReplay
 from hive.runtime.engine.model import LlamaModel
 from hive.runtime.engine.model_config import model_args_from_hf
 from hive.runtime.engine.model_loader import load_hf_model, resolve_model
@@ -103,6 +105,8 @@ class Engine(AsyncServing):
             config.max_running_requests,
         )
         self.sampler = Sampler()
+        self.logits_cache = LogitsCache(int(config.logits_cache_mb * 2**20))
+        self.replay = LogitsReplay(self.logits_cache, self.scheduler, self._check_finished)
         self.device = device
         # With record_trace, every finished request, for replay.replay(..., policy=...).
         self.trace: list[tuple[int, TraceRequest]] | None = [] if config.record_trace else None
@@ -195,13 +199,26 @@ class Engine(AsyncServing):
 
     def advance(self) -> list[Request]:
         """`step` without the finish callbacks (the async server runs them on its loop)."""
+        finished = self._walk_logits_cache()
         schedule = self.scheduler.schedule()
-        finished = list(schedule.failed)
+        finished += schedule.failed
         for req in schedule.failed:  # the scheduler finished them with "error"
             self._stats.num_failed += 1
             self._record(req)
         if schedule.items:
             finished += self._run(schedule)
+            finished += self._walk_logits_cache()  # parked paths replay what this step stored
+        return finished
+
+    def _walk_logits_cache(self) -> list[Request]:
+        """Replay the Logits Cache's requests; those it finished (no forward pass)."""
+        if not self.logits_cache.enabled:
+            return []
+        finished = self.replay.walk([*self.scheduler.running, *self.scheduler.waiting])
+        for req in finished:
+            self._stats.num_finished += 1
+            self.replay.finished(req)
+            self._record(req)
         return finished
 
     def _run(self, schedule: Any) -> list[Request]:
@@ -226,7 +243,10 @@ class Engine(AsyncServing):
         started = time.perf_counter()
         logits = self.model.forward(batch, self.attention)
         sampled = [item.request for item in items if item.is_sampled]
-        token_ids, logprobs = self.sampler(logits, sampled) if sampled else ([], None)
+        capture = self.replay.capture(sampled)
+        token_ids, logprobs, stored = (
+            self.sampler(logits, sampled, capture) if sampled else ([], None, [])
+        )
         self._stats.forward_seconds += time.perf_counter() - started
         self._stats.num_steps += 1
         self._stats.num_decode_tokens += sum(generation)
@@ -239,11 +259,13 @@ class Engine(AsyncServing):
             req.output_ids.append(token_ids[row])
             if req.logprobs is not None and logprobs is not None:
                 req.logprobs.append(logprobs[row])
+            self.replay.sampled(req, stored[row])
             return self._check_finished(req)
 
         finished = self.scheduler.commit(items, generation, take_token)
         for req in finished:
             self._stats.num_finished += 1
+            self.replay.finished(req)
             self._record(req)
         return finished
 
@@ -347,6 +369,7 @@ class Engine(AsyncServing):
         if req.status is not RequestStatus.FINISHED:
             self._record(req, aborted=True)
         self.scheduler.abort(req)
+        self.replay.finished(req)
 
     def recorded_trace(self) -> list[TraceRequest]:
         """Finished requests in submission order (needs `record_trace=True`)."""
@@ -363,6 +386,8 @@ class Engine(AsyncServing):
         snapshot = self._stats.snapshot()
         snapshot["num_cached_pages"] = self.cache.num_pages
         snapshot["num_free_pages"] = self.pool.allocator.num_free
+        for name, value in self.logits_cache.snapshot().items():
+            snapshot[f"logits_cache_{name}"] = value
         return snapshot
 
 

@@ -23,6 +23,7 @@ from hive.runtime.engine.page_table import PageList
 from hive.runtime.engine.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
+    from hive.runtime.engine.logits_cache import TrieNode
     from hive.runtime.engine.radix_cache import TreeNode
 
 
@@ -61,6 +62,9 @@ class Request:
         "admitted",
         "age",
         "arrival_step",
+        "lc_node",
+        "pending_uniform",
+        "parked",
     )
 
     def __init__(
@@ -99,6 +103,12 @@ class Request:
         self.admitted = False  # admitted at least once (a preempted request is re-admitted)
         self.age = 0  # times it gave way to higher-priority work (raises it as a victim)
         self.arrival_step = 0  # the engine step count when it was queued
+        # Logits Cache (params.logits_cache): the trie node of the next position, a draw
+        # already made for it (replayed past a stored head), and whether it waits for
+        # another request computing that same node this step.
+        self.lc_node: TrieNode | None = None
+        self.pending_uniform: float | None = None
+        self.parked = False
 
     @property
     def page_ids(self) -> list[int]:

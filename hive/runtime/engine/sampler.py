@@ -14,11 +14,12 @@ from collections.abc import Sequence
 
 import torch
 
+from hive.runtime.engine.inverse_cdf import row_sums, sample_from_probs
 from hive.runtime.engine.request import Request
 from hive.runtime.engine.sampling_params import SamplingParams
+from hive.runtime.engine.stored_distribution import StoredDistribution, store_rows
 
 SUBNORMAL_CUT = 70.0  # exp(-70) / vocab stays a normal float32 for any vocabulary < 10^7
-CDF_BLOCK = 1024  # tokens per block: row sums and the two-level inverse CDF
 
 
 def draw_uniform(generator: torch.Generator) -> float:
@@ -77,28 +78,6 @@ def _scatter_index(
     lengths = torch.tensor([t.shape[0] for t in id_lists])
     row_index = torch.repeat_interleave(torch.arange(len(id_lists)), lengths)
     return row_index.to(device), torch.cat(id_lists).to(device)
-
-
-def block_sums(x: torch.Tensor) -> torch.Tensor:
-    """`(rows, blocks)`: the sums of each row's CDF_BLOCK-token blocks (the last one partial).
-
-    Fixed blocks make every sum independent of the number of rows: `x.sum(-1)`
-    of a single row splits the row across threads, so its sum would differ in
-    the last bits from the same row's sum in a larger batch, and an inverse-CDF
-    draw could land on a neighbouring token. Each block's sum stays inside one
-    thread.
-    """
-    rows, vocab = x.shape
-    full = vocab - vocab % CDF_BLOCK
-    sums = x[:, :full].reshape(rows, -1, CDF_BLOCK).sum(dim=-1)
-    if full < vocab:
-        sums = torch.cat([sums, x[:, full:].sum(dim=-1, keepdim=True)], dim=1)
-    return sums
-
-
-def row_sums(x: torch.Tensor) -> torch.Tensor:
-    """Each row's sum, added in the same order whatever the number of rows."""
-    return block_sums(x).sum(dim=-1)  # a few block sums per row: added serially
 
 
 def filtered_probs(logits: torch.Tensor, params: Sequence[SamplingParams]) -> torch.Tensor:
@@ -179,50 +158,23 @@ def top_p_cutoff(kept: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
         k = min(vocab, 8 * k)
 
 
-def sample_from_probs(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """Inverse CDF in token-id order: the first id whose CDF exceeds u * total mass.
-
-    Two levels: block sums locate the block holding the target, and a float64
-    cumulative sum inside that one block finds the token. A
-    full-vocabulary float64 cumsum is sequential and cost ~1.5 ms a step for
-    16 rows of a 49k vocabulary; this is a fraction of that. Zeros (filtered
-    tokens) add nothing to either level, so the token depends only on the
-    dense row and u: a distribution stored on its support gives the same
-    token once scattered back into a dense row.
-    """
-    vocab = probs.shape[1]
-    # Block sums in float32 (a float64 sum converts the whole row first, 10x slower);
-    # their rounding (~1e-7 of a block's mass) only moves mass between the edges of
-    # neighbouring blocks, deterministically.
-    sums = block_sums(probs)
-    block_cdf = sums.to(torch.float64).cumsum_(dim=-1)
-    targets = uniforms.to(block_cdf)[:, None] * block_cdf[:, -1:]
-    # right=True: block_cdf[b] > target >= block_cdf[b - 1], so block b has mass.
-    block = torch.searchsorted(block_cdf, targets, right=True).clamp_(max=sums.shape[1] - 1)
-    base = torch.where(block > 0, block_cdf.gather(1, (block - 1).clamp_(min=0)), 0.0)
-    cols = block * CDF_BLOCK + torch.arange(CDF_BLOCK, device=probs.device)
-    values = torch.where(cols < vocab, probs.gather(1, cols.clamp(max=vocab - 1)), 0.0)
-    inner = values.to(torch.float64).cumsum_(dim=-1).add_(base)
-    offset = torch.searchsorted(inner, targets, right=True)
-    # Past the block's end only by rounding (its sum and its cumsum round differently,
-    # or u * total rounded up to total): take the block's last kept token.
-    overflow = (offset >= CDF_BLOCK).squeeze(1)
-    if bool(overflow.any()):
-        last_kept = CDF_BLOCK - 1 - (values[overflow].flip(-1) > 0).int().argmax(dim=-1)
-        offset[overflow] = last_kept[:, None]
-    return (cols.gather(1, offset)).squeeze(1)
-
-
 class Sampler:
     def __call__(
-        self, logits: torch.Tensor, requests: list[Request]
-    ) -> tuple[list[int], list[float] | None]:
-        """Sample one token per row of `logits` (float32, `(S, V)`)."""
+        self, logits: torch.Tensor, requests: list[Request], capture: list[bool] | None = None
+    ) -> tuple[list[int], list[float] | None, list[StoredDistribution | None]]:
+        """Sample one token per row of `logits` (float32, `(S, V)`).
+
+        Rows flagged in `capture` also return their processed distribution for the
+        Logits Cache (else None). A request that already drew its uniform for this
+        position (a replay whose draw fell outside a stored head) uses that draw.
+        """
+        raw = logits
         raw_logprobs = None
-        if any(r.params.logprobs for r in requests):
+        if capture and any(capture) or any(r.params.logprobs for r in requests):
             raw_logprobs = torch.log_softmax(logits, dim=-1)
         logits = apply_penalties(logits, requests)
-        uniforms = torch.tensor([draw_uniform(r.generator) for r in requests], dtype=torch.float64)
+        uniforms = torch.tensor([_uniform(r) for r in requests], dtype=torch.float64)
+        probs = None
         if all(r.params.is_greedy for r in requests):
             tokens = logits.argmax(dim=-1)  # what filtered_probs + sample_from_probs give
         else:
@@ -230,6 +182,26 @@ class Sampler:
             tokens = sample_from_probs(probs, uniforms.to(logits.device))
         token_list = tokens.tolist()
         logprobs = None
-        if raw_logprobs is not None:
+        if raw_logprobs is not None and any(r.params.logprobs for r in requests):
             logprobs = raw_logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
-        return token_list, logprobs
+        stored: list[StoredDistribution | None] = [None] * len(requests)
+        if capture and any(capture):
+            rows = [i for i, c in enumerate(capture) if c]
+            assert raw_logprobs is not None and raw.shape[0] == len(requests)
+            dists = store_rows(
+                probs[rows] if probs is not None else raw[rows],
+                raw_logprobs[rows],
+                [requests[i].params.is_greedy for i in rows],
+                [token_list[i] for i in rows],
+            )
+            for i, dist in zip(rows, dists, strict=True):
+                stored[i] = dist
+        return token_list, logprobs, stored
+
+
+def _uniform(req: Request) -> float:
+    u = req.pending_uniform
+    if u is None:
+        return draw_uniform(req.generator)
+    req.pending_uniform = None
+    return u

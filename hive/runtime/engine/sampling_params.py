@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from hive.runtime.engine.errors import InvalidRequestError
 
+LOGITS_CACHE_MODES = (None, "exact", "hotspot")
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -14,6 +16,11 @@ class SamplingParams:
 
     `temperature == 0` is greedy. `seed` fixes the request's generator; sample
     `i` of `n` uses `seed + i`. With `seed=None` each sample draws a random seed.
+
+    `logits_cache` reuses next-token distributions of earlier paths of the same
+    prompt and parameters (logits_cache.py): "exact" gives the same tokens as
+    without it; "hotspot" is an approximate sampler that re-samples an earlier
+    path only from one of its most uncertain positions (hotspot.py).
     """
 
     max_tokens: int = 64
@@ -30,6 +37,7 @@ class SamplingParams:
     seed: int | None = None
     n: int = 1
     logprobs: bool = False
+    logits_cache: str | None = None  # None | "exact" | "hotspot"
 
     def __post_init__(self) -> None:
         stop = (self.stop,) if isinstance(self.stop, str) else _tuple(self.stop, "stop")
@@ -70,6 +78,10 @@ class SamplingParams:
             f"repetition_penalty must be > 0, got {self.repetition_penalty}",
         )
         _check(self.n >= 1, f"n must be >= 1, got {self.n}")
+        _check(
+            self.logits_cache in LOGITS_CACHE_MODES,
+            f"logits_cache must be 'exact', 'hotspot' or None, got {self.logits_cache!r}",
+        )
         _check(
             self.seed is None or (_is_int(self.seed) and 0 <= self.seed < 2**63),
             f"seed must be an integer in [0, 2**63) or None, got {self.seed!r}",

@@ -134,11 +134,16 @@ class Scheduler:
         for item in items:
             item.request.num_kv += item.extend_len
         finished = [item.request for item in items if item.is_sampled and take_token(item.request)]
+        ps = self.pool.page_size
         for item, is_generation in zip(items, generation, strict=True):
             # Prompt tokens just computed (or a preempted request's tokens recomputed)
-            # go to the radix cache.
-            if not is_generation and not item.request.finish_reason:
-                self.cache_prefix(item.request)
+            # go to the radix cache; so do a Logits Cache request's decoded pages as they
+            # fill, for the siblings that replay its tokens and then need their K/V.
+            req = item.request
+            if req.finish_reason:
+                continue
+            if not is_generation or (req.params.logits_cache and req.num_kv % ps == 0):
+                self.cache_prefix(req)
         for req in finished:
             self.finish(req)
         return finished
@@ -160,6 +165,12 @@ class Scheduler:
         self.waiting.append(req)
         self.waiting.sort(key=lambda r: r.rid)
         self.stats.num_preemptions += 1
+
+    def requeue(self, req: Request) -> None:
+        """Send a running request back to admission (its K/V to the cache), so it takes
+        the longest cached prefix there; not a preemption."""
+        self.preempt(req)
+        self.stats.num_preemptions -= 1
 
     def abort(self, req: Request) -> None:
         """Stop `req` wherever it is (its caller gave up); its pages go back as on finish."""
@@ -185,7 +196,12 @@ class Scheduler:
         scheduled: set[int] = set()
 
         for req in list(self.running):
-            if req.status is not RequestStatus.RUNNING or req.num_pending != 1 or budget == 0:
+            if (
+                req.status is not RequestStatus.RUNNING
+                or req.num_pending != 1
+                or budget == 0
+                or req.parked
+            ):
                 continue
             while not self._reserve_upto(req, 1):
                 # The victim is the lowest-priority youngest request, `req` included:
@@ -207,7 +223,7 @@ class Scheduler:
         for req in list(self.running):
             if budget == 0:
                 break
-            if req.rid in scheduled or req.num_pending <= 1:
+            if req.rid in scheduled or req.num_pending <= 1 or req.parked:
                 continue
             n = self._reserve_upto(req, min(req.num_pending, budget))
             if n == 0:
@@ -244,6 +260,8 @@ class Scheduler:
         for req in list(self.waiting):
             if budget == 0 or len(self.running) >= self.max_running_requests:
                 break
+            if req.parked:
+                continue  # waits for a request computing its Logits Cache node
             tokens = req.tokens
             # Recorded as a hit only on admission: a deferred request matches every step.
             match = self.cache.match_prefix(tokens[:-1], record=False)

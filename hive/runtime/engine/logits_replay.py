@@ -1,0 +1,164 @@
+"""Between steps: walk the Logits Cache's requests through their tries.
+
+A request with `params.logits_cache` stands on the trie node of its next
+position. While that node holds a distribution, the request draws its
+uniform from its own generator, replays the sampler's choice, and moves to
+the child: no forward pass. Otherwise the model must run at that position:
+one request claims the node, and any other request standing on the same
+node (an identical path of the same key) parks until the claimer's step
+has stored the distribution, then replays it. That is how N samples of one
+prompt compute its first-token distribution once, and how identical running
+paths share one forward row.
+
+A replayed token has no K/V yet. A request that leaves the trie with several
+such tokens is prefilled in chunks like a preempted request, after taking
+whatever prefix the radix cache holds (cached requests hand their decoded
+pages to it as pages fill, so a sibling's K/V is there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from hive.runtime.engine.hotspot import branch_point
+from hive.runtime.engine.logits_cache import LogitsCache, TrieNode, distribution_key
+from hive.runtime.engine.request import Request, RequestStatus
+from hive.runtime.engine.sampler import draw_uniform
+from hive.runtime.engine.scheduler import Scheduler
+from hive.runtime.engine.stored_distribution import StoredDistribution
+
+
+def cache_key(req: Request) -> tuple:
+    return (tuple(req.prompt_ids), distribution_key(req.params))
+
+
+class LogitsReplay:
+    def __init__(
+        self,
+        cache: LogitsCache,
+        scheduler: Scheduler,
+        check_finished: Callable[[Request], bool],
+    ) -> None:
+        self.cache = cache
+        self.scheduler = scheduler
+        self.check_finished = check_finished
+
+    def uses_cache(self, req: Request) -> bool:
+        return req.params.logits_cache is not None and self.cache.enabled
+
+    def walk(self, requests: Iterable[Request]) -> list[Request]:
+        """Replay every cached request as far as the trie goes; return those it finished."""
+        finished = []
+        for req in requests:
+            if not self.uses_cache(req) or req.status is RequestStatus.FINISHED:
+                continue
+            req.parked = False
+            if req.pending_uniform is not None:
+                continue  # drew past a stored head: the model computes this position
+            if self._replay(req):
+                finished.append(req)
+            elif (
+                req.status is RequestStatus.RUNNING
+                and not req.parked
+                and req.num_pending > 1
+                and self.scheduler.cache.match_prefix(req.tokens[:-1], record=False).num_tokens
+                > req.num_kv
+            ):
+                self.scheduler.requeue(req)  # a sibling's K/V covers more of the replayed part
+        for req in finished:
+            self.scheduler.finish(req)
+        return finished
+
+    def _replay(self, req: Request) -> bool:
+        starting = req.lc_node is None and not req.output_ids
+        branched = starting and req.params.logits_cache == "hotspot" and self._branch(req)
+        if branched and self.check_finished(req):
+            return True
+        node = self._node(req)
+        while node.dist is not None:
+            dist = node.dist
+            self.cache.touch(node)
+            u = draw_uniform(req.generator)
+            i = dist.lookup(u)
+            if i is None:
+                req.pending_uniform = u
+                self.cache.stats.tail_misses += 1
+                return False
+            self.cache.stats.hits += 1
+            if self._append(req, node, dist.ids[i], dist.logprobs[i]):
+                return True
+            node = req.lc_node
+        claimer = node.claim
+        if (
+            claimer is not None
+            and claimer is not req
+            and claimer.status is RequestStatus.RUNNING
+            and claimer.lc_node is node
+            and claimer.pending_uniform is None
+        ):
+            req.parked = True  # the claimer's step computes this node; replay it after
+        else:
+            node.claim = req
+        return False
+
+    def _append(self, req: Request, node: TrieNode, token: int, logprob: float) -> bool:
+        req.output_ids.append(token)
+        if req.logprobs is not None:
+            req.logprobs.append(logprob)
+        req.lc_node = self.cache.child(node, token) if node.alive else None
+        return self.check_finished(req)
+
+    def _node(self, req: Request) -> TrieNode:
+        node = req.lc_node
+        if node is not None and node.alive:
+            return node
+        node = req.lc_node = self.cache.find(cache_key(req), req.output_ids)
+        return node
+
+    def _branch(self, req: Request) -> bool:
+        """Hotspot mode: start from an earlier path's stable prefix and a new token."""
+        choice = branch_point(self.cache, cache_key(req), req.generator)
+        if choice is None:
+            return False
+        prefix, token, logprobs = choice
+        req.output_ids.extend(prefix)
+        req.output_ids.append(token)
+        if req.logprobs is not None:
+            req.logprobs.extend(logprobs)
+        self.cache.stats.hits += len(prefix) + 1
+        self.cache.stats.branched += 1
+        return True
+
+    # -- the forward pass's side ----------------------------------------------------------
+
+    def capture(self, sampled: list[Request]) -> list[bool] | None:
+        """Which sampled rows should hand their distribution to the cache."""
+        flags = [
+            self.uses_cache(r) and r.lc_node is not None and r.lc_node.dist is None for r in sampled
+        ]
+        return flags if any(flags) else None
+
+    def sampled(self, req: Request, dist: StoredDistribution | None) -> None:
+        """`req`'s position was computed by the model and its token appended."""
+        if not self.uses_cache(req):
+            return
+        node = req.lc_node
+        self.cache.stats.misses += 1
+        if node is None or not node.alive:
+            req.lc_node = None  # found again from the root at the next walk
+            return
+        if dist is not None:
+            self.cache.store(node, dist)
+        if node.claim is req:
+            node.claim = None
+        req.lc_node = self.cache.child(node, req.output_ids[-1]) if node.alive else None
+
+    def finished(self, req: Request) -> None:
+        if not self.uses_cache(req):
+            return
+        node = req.lc_node
+        if node is not None and node.claim is req:
+            node.claim = None
+        req.lc_node = None
+        if req.finish_reason in ("stop", "length"):
+            self.cache.complete_path(cache_key(req), list(req.output_ids))
