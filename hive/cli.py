@@ -167,6 +167,14 @@ def generate(
             help="float32 (the CPU default; matches transformers), bfloat16 (fast on AMX CPUs), float16."
         ),
     ] = None,
+    logits_cache: Annotated[
+        str,
+        typer.Option(
+            help="off, exact (reuse next-token distributions across the samples; the same "
+            "tokens as off) or hotspot (APPROXIMATE: each sample after the first re-samples "
+            "an earlier one from an uncertain position)."
+        ),
+    ] = "off",
 ) -> None:
     """Generate with Hive's engine for a quick look."""
     try:
@@ -181,6 +189,7 @@ def generate(
             max_tokens=max_tokens,
             raw=raw,
             dtype=dtype,
+            logits_cache=logits_cache,
         )
     except HiveError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -229,6 +238,18 @@ def run_command(
         bool, typer.Option(help="Stop a vote's remaining samples once its winner is certain.")
     ] = True,
     dtype: Annotated[str | None, typer.Option(help="float32 (CPU default) or bfloat16.")] = None,
+    logits_cache: Annotated[
+        str,
+        typer.Option(
+            help="plan (the Logits Cache where the compiler marked repeated calls, in the "
+            "mode of each node: exact unless the agent asks for hotspot), exact, hotspot "
+            "(APPROXIMATE: re-samples branch from an earlier path's uncertain positions) "
+            "or off."
+        ),
+    ] = "plan",
+    logits_cache_mb: Annotated[
+        float, typer.Option(help="The Logits Cache's memory budget in MiB (0 disables it).")
+    ] = 256.0,
 ) -> None:
     """Run a workflow on Hive's engine and print its outputs."""
     from hive.runtime.cli_run import execute
@@ -242,8 +263,16 @@ def run_command(
             seed=seed,
             as_json=json_output,
             trace_path=trace,
-            engine_options={"eviction_policy": policy, **({"dtype": dtype} if dtype else {})},
-            run_options={"max_tokens": max_tokens, "early_stop": early_stop},
+            engine_options={
+                "eviction_policy": policy,
+                "logits_cache_mb": logits_cache_mb,
+                **({"dtype": dtype} if dtype else {}),
+            },
+            run_options={
+                "max_tokens": max_tokens,
+                "early_stop": early_stop,
+                "logits_cache": logits_cache,
+            },
             out=out,
             err=err,
         )
@@ -345,6 +374,25 @@ def bench_agents(
         from hive.bench.agents import format_report, run_bench
 
         results = run_bench(model)
+    except HiveError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps(results) if json_output else format_report(results))
+
+
+@bench_app.command("resample")
+def bench_resample(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    model: Annotated[str | None, typer.Option(help="Model to run on.")] = None,
+    quick: Annotated[bool, typer.Option(help="2 problems, one temperature (a smoke run).")] = False,
+) -> None:
+    """The Logits Cache (off, exact, hotspot) on re-sampling, parallel samples, a temperature
+    sweep: wall time, forward tokens, cached positions, accuracy, the redundancy bound."""
+    import json
+
+    try:
+        from hive.bench.resample import format_report, run_bench
+
+        results = run_bench(model, quick=quick)
     except HiveError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps(results) if json_output else format_report(results))

@@ -74,6 +74,7 @@ class CacheNode:
     scope: str  # samples | resample | candidates | expansion | loop
     max_paths: int
     key: list[str]  # what the cache key is made of
+    mode: str = "exact"  # exact | hotspot: how the runtime's Logits Cache serves the call
 
 
 @dataclass
@@ -170,7 +171,7 @@ def format_graph(graph: Graph, annotations: dict[int, list[str]] | None = None) 
     _format_region(graph.body, 0, lines, annotations or {})
     for c in graph.cache_nodes:
         lines.append(
-            f"logits_cache @%{c.target} scope={c.scope} max_paths={c.max_paths} key=[{', '.join(c.key)}]"
+            f"logits_cache @%{c.target} scope={c.scope} mode={c.mode} max_paths={c.max_paths} key=[{', '.join(c.key)}]"
         )
     return "\n".join(lines) + "\n"
 

@@ -114,6 +114,13 @@ class Sampling(_Model):
     """Subtract this times a token's count in the output so far."""
     presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
     """Subtract this once from every token already in the output."""
+    logits_cache: Literal["exact", "hotspot", "off"] | None = None
+    """Reuse next-token distributions across this agent's repeated calls (the Logits
+    Cache). Unset: `exact` for the calls the compiler marks as repeating (n > 1,
+    resample loops, votes, search expansions), off elsewhere. `exact` and `hotspot`
+    turn it on for every call of the agent; `hotspot` is an approximate sampler that
+    re-samples an earlier path only from one of its most uncertain positions. `off`
+    never uses it."""
     seed: int | None = None
     """A seed of the agent's own: its calls derive their seeds from this (and their place
     in the flow) instead of from the run seed, so its replies do not change with `--seed`."""

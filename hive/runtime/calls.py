@@ -68,6 +68,8 @@ class AgentCaller:
         priorities: dict[str, int] | None = None,
         max_tokens: int | None = None,
         prefix_groups: dict[int, str] | None = None,
+        cache_modes: dict[int, str] | None = None,
+        logits_cache: str = "plan",
     ) -> None:
         self.spec = spec
         self.engine_for = engine_for
@@ -76,6 +78,8 @@ class AgentCaller:
         self.priorities = priorities or {}
         self.max_tokens = max_tokens  # a cap on every call's max_tokens (quick runs, CI)
         self.prefix_groups = prefix_groups or {}  # call node id -> the plan's prefix group
+        self.cache_modes = cache_modes or {}  # call node id -> the plan's Logits Cache mode
+        self.logits_cache = logits_cache  # plan | exact | hotspot | off (hive run --logits-cache)
         self._templates: dict[tuple[str, str], Any] = {}
         # The compiler's sandbox settings, plus: every `{{ value }}` reads as `str()` in
         # the flow does (null is empty, booleans lower-case, records their text).
@@ -96,7 +100,22 @@ class AgentCaller:
         base = agent.sampling.seed if agent.sampling.seed is not None else self.seed
         seed = derive_seed(base, agent_name, path)
         group = self.prefix_groups.get(path[-1]) if path else None  # a path ends at its node
-        return PreparedCall(agent_name, messages, self._params(agent), seed, path, args, group)
+        params = self._params(agent)
+        mode = self._cache_mode(agent, path[-1] if path else None)
+        if mode is not None:
+            params = SamplingParams(**{**params.__dict__, "logits_cache": mode})
+        return PreparedCall(agent_name, messages, params, seed, path, args, group)
+
+    def _cache_mode(self, agent: Agent, node_id: int | None) -> str | None:
+        """The Logits Cache mode of a call: the plan's (which honours the agent's own
+        setting), the agent's explicit exact/hotspot for any call, or the run's override."""
+        chosen = agent.sampling.logits_cache
+        if self.logits_cache == "off" or chosen == "off":
+            return None
+        mode = chosen or self.cache_modes.get(node_id)  # type: ignore[arg-type]
+        if mode is not None and self.logits_cache in ("exact", "hotspot"):
+            return self.logits_cache
+        return mode
 
     def _render(self, agent_name: str, which: str, context: dict[str, Any]) -> str:
         key = (agent_name, which)

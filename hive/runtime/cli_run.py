@@ -11,9 +11,17 @@ from typing import Any
 from rich.console import Console
 
 from hive.compiler.plan import Plan
+from hive.runtime.engine.config import make_config
 from hive.runtime.errors import InputError
 from hive.runtime.progress import show_progress
-from hive.runtime.run import EnginePool, Result, arun, check_inputs, load
+from hive.runtime.run import (
+    EnginePool,
+    Result,
+    arun,
+    check_inputs,
+    check_logits_cache_option,
+    load,
+)
 from hive.runtime.trace import Trace
 
 
@@ -176,6 +184,8 @@ def execute(
             from hive.runtime.engine.eviction import make_eviction_policy
 
             make_eviction_policy(engine_options["eviction_policy"])
+        check_logits_cache_option(run_options.get("logits_cache", "plan"))
+        make_config(**engine_options)  # a bad engine option fails before the model loads
         engines = EnginePool(None, model or plan.spec.model, **engine_options)
         for i, row in enumerate(rows):
             check_row(plan, row, i, len(rows))  # bad inputs fail before the model loads

@@ -98,6 +98,16 @@ def _finite(value: Any) -> bool:
     return True
 
 
+LOGITS_CACHE_OPTIONS = ("plan", "exact", "hotspot", "off")
+
+
+def check_logits_cache_option(value: object) -> None:
+    if value not in LOGITS_CACHE_OPTIONS:
+        raise RunError(
+            f"logits cache must be one of {', '.join(LOGITS_CACHE_OPTIONS)}, got {value!r}"
+        )
+
+
 def make_engine(model: str, **options: Any) -> EngineLike:
     from hive.runtime.engine.engine import Engine
 
@@ -131,9 +141,16 @@ async def arun(
     max_tokens: int | None = None,
     trace: Trace | None = None,
     engines: EnginePool | None = None,
+    logits_cache: str = "plan",
     **engine_options: Any,
 ) -> Result:
-    """Run a workflow; `engine_options` go to `Engine.from_pretrained` when Hive makes one."""
+    """Run a workflow; `engine_options` go to `Engine.from_pretrained` when Hive makes one.
+
+    `logits_cache`: "plan" uses the Logits Cache where the compiler marked a call (in
+    the mode its node names); "exact" or "hotspot" use that mode for those calls; "off"
+    never uses it.
+    """
+    check_logits_cache_option(logits_cache)
     plan = load(spec_or_plan)
     checked = check_inputs(plan, inputs)
     default_model = model or plan.spec.model
@@ -157,6 +174,8 @@ async def arun(
         priorities=priorities,
         max_tokens=max_tokens,
         prefix_groups=plan.call_group(),
+        cache_modes={c.target: c.mode for c in plan.graph.cache_nodes},
+        logits_cache=logits_cache,
     )
     started = time.perf_counter()
     value = await Interpreter(plan, caller, early_stop=early_stop).run(checked)

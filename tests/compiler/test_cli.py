@@ -34,7 +34,7 @@ def test_compile_writes_a_plan_that_loads(tmp_path):
 def test_compile_emit_ir_shows_cache_nodes_and_priorities():
     result = runner.invoke(app, ["compile", EXAMPLE, "--emit", "ir"])
     assert result.exit_code == 0
-    assert "logits_cache @%1 scope=samples max_paths=8" in result.stdout
+    assert "logits_cache @%1 scope=samples mode=exact max_paths=8" in result.stdout
     assert "agent solver: contribution=" in result.stdout
 
 

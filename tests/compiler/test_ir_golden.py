@@ -29,7 +29,7 @@ def test_ir_matches_golden(path):
 
 def test_self_consistency_ir_shows_cache_nodes_and_priorities():
     text = format_ir_report(compile_spec(ROOT / "specs" / "self_consistency.yaml"))
-    assert "logits_cache @%1 scope=samples max_paths=8" in text
-    assert "scope=resample max_paths=4" in text
+    assert "logits_cache @%1 scope=samples mode=exact max_paths=8" in text
+    assert "scope=resample mode=exact max_paths=4" in text
     assert "agent solver: contribution=" in text
     assert "next-use order: solver -> checker" in text

@@ -62,6 +62,22 @@ return {s: s, r: r, y: y}
     )
 
 
+def test_agent_logits_cache_setting_sets_the_mode_or_removes_the_node(compile_text):
+    text = flow("""
+s = sample a(q) x 6
+r = resample b(q) until _.text == "ok" max 3
+return {s: s, r: r}
+""")
+    text = text.replace(
+        'prompt: "A: {{ q }}"', 'prompt: "A: {{ q }}"\n    sampling: {logits_cache: hotspot}'
+    )
+    text = text.replace(
+        'prompt: "B: {{ q }}"', 'prompt: "B: {{ q }}"\n    sampling: {logits_cache: "off"}'
+    )
+    p = compile_text(text)
+    assert [(c.scope, c.mode) for c in p.graph.cache_nodes] == [("samples", "hotspot")]
+
+
 def test_vote_over_identical_calls_marks_candidates(plan):
     p = plan("""
 v = vote([a(q), a(q), a(q)], by=word)

@@ -4,6 +4,10 @@ Such calls get a `CacheNode` naming the call, why its paths repeat (its
 scope), how many paths at most, and what its cache key is made of. The
 runtime's Logits Cache reuses next-token distributions along those paths.
 
+Each node carries the mode the runtime uses for the call: the agent's
+`sampling.logits_cache` when it names one, else `exact`; an agent with `off`
+gets no nodes.
+
 Scopes:
 - samples:    `sample call x N`: N paths over one rendered prompt.
 - resample:   `resample call until ... max K`: up to K sequential paths.
@@ -42,7 +46,10 @@ def mark_logits_cache(graph: Graph, spec: Spec) -> list[CacheNode]:
     def mark(node: Node, scope: str, paths: int) -> None:
         if node.agent not in spec.agents or paths < 2 or node.id in marked:
             return
-        marked[node.id] = CacheNode(node.id, scope, paths, _key(node, spec))
+        chosen = spec.agents[node.agent].sampling.logits_cache
+        if chosen == "off":
+            return
+        marked[node.id] = CacheNode(node.id, scope, paths, _key(node, spec), chosen or "exact")
 
     for node, parents in graph.walk():
         if node.op == "sample":

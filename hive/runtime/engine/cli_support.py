@@ -19,9 +19,15 @@ def generate_lines(
     max_tokens: int,
     raw: bool,
     dtype: str | None = None,
+    logits_cache: str = "off",
 ) -> list[str]:
     """Completions of `prompt` as printable lines (chat template unless `raw`)."""
-    params = SamplingParams(n=n, temperature=temperature, seed=seed, max_tokens=max_tokens)
+    if logits_cache not in ("off", "exact", "hotspot"):
+        raise EngineError(f"--logits-cache must be off, exact or hotspot, got {logits_cache!r}")
+    mode = None if logits_cache == "off" else logits_cache
+    params = SamplingParams(
+        n=n, temperature=temperature, seed=seed, max_tokens=max_tokens, logits_cache=mode
+    )
     engine = Engine.from_pretrained(model, kv_cache_tokens=8192, dtype=dtype)
     source = prompt if raw else [{"role": "user", "content": prompt}]
     completions = engine.generate(source, params)
@@ -32,6 +38,12 @@ def generate_lines(
                 f"--- sample {c.sample_index} ({c.finish_reason}, {len(c.token_ids)} tokens)"
             )
         lines.append(c.text if c.error is None else f"error: {c.error}")
+    if mode is not None:
+        stats = engine.stats()
+        lines.append(
+            f"--- logits cache ({mode}): {stats['logits_cache_hits']} positions from the cache, "
+            f"{stats['logits_cache_misses']} computed"
+        )
     return lines
 
 

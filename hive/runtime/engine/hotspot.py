@@ -7,13 +7,16 @@ from there, and continues by normal (exact-mode) sampling. The positions
 before j cost no forward pass and, through the radix cache, no prefill.
 
 The branch rule, from P's stored distributions:
-  score(j) = entropy(j) * unexplored(j) * (j + 1) / len(P)
+  score(j) = entropy(j) * unexplored(j)
 - entropy (nats) of the stored distribution at j: where the model hesitated,
   a different choice is plausible; a confident position scores ~0;
 - unexplored(j): the probability of the tokens no earlier path took at j, so
   a re-sample always differs from every path through that prefix (a
-  duplicate path is wasted work for a vote), and spent positions fade;
-- (j + 1) / len(P): later branches keep more of P, which saves more.
+  duplicate path is wasted work for a vote), and spent positions fade.
+Position is deliberately not in the score: a late branch saves more but
+keeps more of a path that was rejected (with a (j + 1) / len(P) factor the
+re-sampling benchmark solved no problem at all). The saving is then about
+where the model hesitates, which is spread along a path.
 Among the HOTSPOT_CANDIDATES best positions, j is drawn with probability
 proportional to its score, and the new token in proportion to the
 unexplored tokens' probabilities, both from the request's own generator. With
@@ -54,7 +57,7 @@ def branch_point(
                 for t, p in zip(dist.ids, dist.probabilities(), strict=True)
                 if t not in node.children
             )
-            score = dist.entropy * unexplored * (j + 1) / len(base)
+            score = dist.entropy * unexplored
             if score > 0:
                 candidates.append((score, j, node))
         node = node.children.get(token)

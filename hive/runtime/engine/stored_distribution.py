@@ -35,7 +35,7 @@ OVERHEAD_BYTES = 160  # the object and its four arrays
 
 
 class StoredDistribution:
-    __slots__ = ("ids", "lo", "hi", "logprobs", "total", "complete", "entropy", "margin")
+    __slots__ = ("ids", "lo", "hi", "logprobs", "total", "complete", "entropy")
 
     def __init__(
         self,
@@ -46,7 +46,6 @@ class StoredDistribution:
         total: float,
         complete: bool,
         entropy: float,
-        margin: float,
     ) -> None:
         self.ids = ids  # in target order (token-id order)
         self.lo = lo
@@ -54,8 +53,7 @@ class StoredDistribution:
         self.logprobs = logprobs  # raw model log-probabilities (before temperature, filters)
         self.total = total
         self.complete = complete  # every reachable target is covered
-        self.entropy = entropy  # nats, of the kept tokens renormalised
-        self.margin = margin  # p(best) - p(second best), renormalised the same way
+        self.entropy = entropy  # nats, of the kept tokens renormalised (hotspot mode)
 
     @property
     def nbytes(self) -> int:
@@ -88,7 +86,6 @@ def greedy_distribution(token: int, logprob: float) -> StoredDistribution:
         1.0,
         True,
         0.0,
-        1.0,
     )
 
 
@@ -101,76 +98,85 @@ def store_rows(
     only `tokens[i]`. The interval arithmetic repeats the sampler's operations
     on the same values (float32 block sums, float64 block CDF, float64 cumsum of
     each block plus its base), so the bounds are the sampler's to the last bit.
+    All rows at once: the running sums are computed only for the blocks that
+    hold a kept token.
     """
-    out: list[StoredDistribution] = []
     rows = [i for i, g in enumerate(greedy) if not g]
-    by_row: dict[int, StoredDistribution] = {}
-    if rows:
-        sub = probs[rows]
-        vocab = sub.shape[1]
-        sums = block_sums(sub)  # (R, B) float32, as in the sampler
-        block_cdf = sums.to(torch.float64).cumsum_(dim=-1)
-        blocks = block_cdf.shape[1]
-        base = torch.cat([torch.zeros_like(block_cdf[:, :1]), block_cdf[:, :-1]], dim=1)
-        padded = torch.zeros(len(rows), blocks * CDF_BLOCK, dtype=sub.dtype, device=sub.device)
-        padded[:, :vocab] = sub
-        values = padded.view(len(rows), blocks, CDF_BLOCK)
-        inner = values.to(torch.float64).cumsum_(dim=-1).add_(base[:, :, None])
-        for j, row in enumerate(rows):
-            by_row[row] = _store_row(
-                sub[j], inner[j], base[j], block_cdf[j], values[j], raw_logprobs[row]
-            )
-    for i, g in enumerate(greedy):
-        if g:
-            out.append(greedy_distribution(tokens[i], float(raw_logprobs[i, tokens[i]])))
-        else:
-            out.append(by_row[i])
-    return out
+    by_row = _store_sampled(probs[rows], raw_logprobs[rows]) if rows else []
+    sampled = iter(by_row)
+    return [
+        greedy_distribution(tokens[i], float(raw_logprobs[i, tokens[i]])) if g else next(sampled)
+        for i, g in enumerate(greedy)
+    ]
 
 
-def _store_row(
-    row: torch.Tensor,
-    inner: torch.Tensor,
-    base: torch.Tensor,
-    block_cdf: torch.Tensor,
-    values: torch.Tensor,
-    raw_logprobs: torch.Tensor,
-) -> StoredDistribution:
-    support = int((row > 0).sum())
-    total = float(block_cdf[-1])
-    complete = support <= MAX_STORED_TOKENS
-    if complete:
-        ids = torch.nonzero(row > 0).squeeze(1)
-    else:
-        top = torch.topk(row, MAX_STORED_TOKENS)
-        covered = torch.cumsum(top.values.to(torch.float64), 0) < HEAD_MASS * total
-        keep = min(MAX_STORED_TOKENS, int(covered.sum()) + 1)
-        ids = torch.sort(top.indices[:keep]).values
-    ids = ids.cpu()
-    block = ids // CDF_BLOCK
-    offset = ids % CDF_BLOCK
-    flat_inner = inner.reshape(-1).cpu()
-    hi = flat_inner[ids]
-    prev = torch.where(offset > 0, flat_inner[(ids - 1).clamp(min=0)], base.cpu()[block])
+def _store_sampled(probs: torch.Tensor, raw_logprobs: torch.Tensor) -> list[StoredDistribution]:
+    num_rows, vocab = probs.shape
+    device = probs.device
+    block_cdf = block_sums(probs).to(torch.float64).cumsum_(dim=-1)  # (R, B), as the sampler
+    blocks = block_cdf.shape[1]
+    base = torch.cat([torch.zeros_like(block_cdf[:, :1]), block_cdf[:, :-1]], dim=1)
+    support = (probs > 0).sum(dim=-1)
+    complete = (support <= MAX_STORED_TOKENS).tolist()
+    # (row, id) of every kept token, in (row, id) order.
+    full = [i for i, c in enumerate(complete) if c]
+    pairs = []
+    if full:
+        nz = torch.nonzero(probs[full] > 0)
+        pairs.append(torch.stack([torch.tensor(full, device=device)[nz[:, 0]], nz[:, 1]], 1))
+    head = [i for i, c in enumerate(complete) if not c]
+    if head:
+        top = torch.topk(probs[head], MAX_STORED_TOKENS, dim=-1)
+        mass = top.values.to(torch.float64).cumsum(dim=-1)
+        total = block_cdf[head, -1:]
+        keep = ((mass < HEAD_MASS * total).sum(dim=-1) + 1).clamp(max=MAX_STORED_TOKENS)
+        take = torch.arange(MAX_STORED_TOKENS, device=device)[None, :] < keep[:, None]
+        rows = torch.tensor(head, device=device)[:, None].expand_as(top.indices)
+        pairs.append(torch.stack([rows[take], top.indices[take]], 1))
+    pair = torch.cat(pairs)
+    pair = pair[torch.argsort(pair[:, 0] * vocab + pair[:, 1])]
+    row, ids = pair[:, 0], pair[:, 1]
+    block, offset = ids // CDF_BLOCK, ids % CDF_BLOCK
+    # The running sums of the blocks that hold kept tokens only.
+    needed, which = torch.unique(row * blocks + block, return_inverse=True)
+    need_row, need_block = needed // blocks, needed % blocks
+    cols = need_block[:, None] * CDF_BLOCK + torch.arange(CDF_BLOCK, device=device)
+    values = torch.where(
+        cols < vocab, probs[need_row[:, None], cols.clamp(max=vocab - 1)], 0.0
+    )  # (N, CDF_BLOCK): the sampler's `values` for that block
+    block_base = base[need_row, need_block]
+    inner = values.to(torch.float64).cumsum_(dim=-1).add_(block_base[:, None])
+    hi = inner[which, offset]
+    lo = torch.where(offset > 0, inner[which, (offset - 1).clamp(min=0)], block_base[which])
     # The sampler's overflow rule: a target past a block's running sum (rounding) takes
     # the block's last kept token; every target of block b lies below block_cdf[b].
-    last_kept = CDF_BLOCK - 1 - (values.flip(-1) > 0).int().argmax(dim=-1).cpu()
-    is_last = offset == last_kept[block]
-    cdf = block_cdf.cpu()[block]
-    hi = torch.where(is_last, cdf, torch.minimum(hi, cdf))
-    kept = prev < hi  # rounding can leave a token no target reaches
-    ids, lo, hi = ids[kept], prev[kept], hi[kept]
-    p = row.cpu()[ids].to(torch.float64)
-    p = p / p.sum()
-    entropy = float(-(p * p.clamp_min(1e-300).log()).sum())
-    best = torch.topk(p, min(2, p.numel())).values.tolist() + [0.0]
-    return StoredDistribution(
-        array("i", ids.tolist()),
-        array("d", lo.tolist()),
-        array("d", hi.tolist()),
-        array("f", raw_logprobs.cpu()[ids].tolist()),
-        total,
-        complete,
-        entropy,
-        best[0] - best[1],
-    )
+    last_kept = CDF_BLOCK - 1 - (values.flip(-1) > 0).int().argmax(dim=-1)
+    cdf = block_cdf[need_row, need_block][which]
+    hi = torch.where(offset == last_kept[which], cdf, torch.minimum(hi, cdf))
+    kept = lo < hi  # rounding can leave a token no target reaches
+    row, ids, lo, hi = row[kept], ids[kept], lo[kept], hi[kept]
+    p = probs[row, ids].to(torch.float64)
+    norm = torch.zeros(num_rows, dtype=torch.float64, device=device).index_add_(0, row, p)
+    p = p / norm[row]
+    entropy = torch.zeros_like(norm).index_add_(0, row, -p * p.clamp_min(1e-300).log())
+    logprob = raw_logprobs[row, ids]
+    counts = torch.bincount(row, minlength=num_rows).tolist()
+    ids_l, lo_l, hi_l, lp_l = ids.tolist(), lo.tolist(), hi.tolist(), logprob.tolist()
+    totals, entropy_l = block_cdf[:, -1].tolist(), entropy.tolist()
+    out = []
+    start = 0
+    for r in range(num_rows):
+        end = start + counts[r]
+        out.append(
+            StoredDistribution(
+                array("i", ids_l[start:end]),
+                array("d", lo_l[start:end]),
+                array("d", hi_l[start:end]),
+                array("f", lp_l[start:end]),
+                totals[r],
+                complete[r],
+                entropy_l[r],
+            )
+        )
+        start = end
+    return out

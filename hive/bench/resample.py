@@ -1,0 +1,248 @@
+"""`hive bench resample`: the Logits Cache (off, exact, hotspot) on re-sampling workloads.
+
+Three workloads on the default model, one engine build per (workload, mode),
+all in one process:
+
+1. `resample`: 8 arithmetic word problems (benchmarks/eval/arithmetic.jsonl),
+   each sampled sequentially, up to 8 times, until the extracted answer is
+   right (temperature 0.7, top-p 0.95, at most 128 tokens). The problems run
+   concurrently; each one's attempts follow each other.
+2. `parallel`: 16 parallel samples of one problem at the same parameters.
+3. `sweep`: the 16 parallel samples at temperature 0.3, 0.7 and 1.0.
+
+Per run: wall time and its ratio to cache off, forward tokens computed
+(prefill + decode), positions served from the cache, bytes held, accuracy
+(problems solved within the attempts, or the share of right samples), and
+distinct paths. From the cache-off run's paths: the redundancy bound r, the
+fraction of (path, position) pairs whose prefix some path had computed before
+(1 - distinct prefixes / positions), and 1/(1-r), exact mode's ideal speedup
+in forward positions.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hive.runtime.engine.bench import machine
+from hive.runtime.engine.engine import Engine
+from hive.runtime.engine.model_loader import load_hf_model, resolve_model
+from hive.runtime.engine.sampling_params import SamplingParams
+
+DATASET = Path(__file__).resolve().parents[2] / "benchmarks" / "eval" / "arithmetic.jsonl"
+MODES = (None, "exact", "hotspot")
+SYSTEM = (
+    "You solve arithmetic word problems. Explain the steps in one or two short sentences, "
+    "then end with 'Answer: <number>'."
+)
+PROBLEMS = 8
+ATTEMPTS = 8
+SAMPLES = 16
+MAX_TOKENS = 128
+TOP_P = 0.95
+SWEEP = (0.3, 0.7, 1.0)
+SEED = 1234
+KV_TOKENS = 16384  # every path of a workload fits: the comparison is about the logits cache
+
+
+def messages(question: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+
+
+def extract_answer(text: str) -> str | None:
+    """The number after the last 'Answer:', else the last number in the text."""
+    found = re.findall(r"Answer:\s*\$?(-?\d+)", text)
+    if not found:
+        found = re.findall(r"-?\d+", text)
+    return found[-1] if found else None
+
+
+def load_problems(n: int = PROBLEMS) -> list[dict[str, str]]:
+    lines = DATASET.read_text().splitlines()[:n]
+    return [json.loads(line) for line in lines]
+
+
+@dataclass
+class RunResult:
+    workload: str
+    mode: str
+    temperature: float
+    seconds: float
+    forward_tokens: int
+    cache_positions: int
+    bytes_held: int
+    accuracy: float
+    paths: int
+    distinct_paths: int
+    positions: int  # generated positions over all paths
+    redundancy: float  # r of this run's own paths
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def redundancy(prompt_paths: list[tuple[tuple[int, ...], list[int]]]) -> tuple[float, int]:
+    """(r, positions): the share of (path, position) pairs whose prefix was seen before."""
+    seen: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
+    positions = 0
+    for prompt, path in prompt_paths:
+        for depth in range(len(path)):
+            seen.add((prompt, tuple(path[:depth])))
+        positions += len(path)
+    return (1 - len(seen) / positions if positions else 0.0), positions
+
+
+def _engine(hf_model: Any, tokenizer: Any, dtype: str) -> Engine:
+    gc.collect()  # the previous run's engine (its pool and packed weights) goes first
+    return Engine.from_hf(hf_model, tokenizer, dtype=dtype, kv_cache_tokens=KV_TOKENS)
+
+
+def run_resample(engine: Engine, mode: str | None, problems: list[dict[str, str]]) -> RunResult:
+    """Each problem re-sampled until right (or ATTEMPTS); all problems concurrently."""
+    started = time.perf_counter()
+    attempts = [0] * len(problems)
+    solved = [False] * len(problems)
+    owner: dict[int, int] = {}
+    paths: list[tuple[tuple[int, ...], list[int]]] = []
+
+    def submit(i: int) -> None:
+        params = SamplingParams(
+            temperature=0.7, top_p=TOP_P, max_tokens=MAX_TOKENS, seed=SEED + 1000 * i + attempts[i],
+            logits_cache=mode,
+        )  # fmt: skip
+        attempts[i] += 1
+        (req,) = engine.add_request(messages(problems[i]["question"]), params)
+        owner[req.rid] = i
+
+    for i in range(len(problems)):
+        submit(i)
+    while engine.has_unfinished():
+        for req in engine.step():
+            i = owner.pop(req.rid)
+            completion = engine.completion(req)
+            paths.append((tuple(req.prompt_ids), completion.token_ids))
+            if extract_answer(completion.text) == problems[i]["answer"]:
+                solved[i] = True
+            elif attempts[i] < ATTEMPTS:
+                submit(i)
+    seconds = time.perf_counter() - started
+    result = _result(engine, "resample", mode, 0.7, seconds, paths, sum(solved) / len(problems))
+    result.extra["attempts"] = sum(attempts)
+    return result
+
+
+def run_parallel(
+    engine: Engine, mode: str | None, problem: dict[str, str], temperature: float, name: str
+) -> RunResult:
+    params = SamplingParams(
+        temperature=temperature, top_p=TOP_P, max_tokens=MAX_TOKENS, seed=SEED, n=SAMPLES,
+        logits_cache=mode,
+    )  # fmt: skip
+    started = time.perf_counter()
+    completions = engine.generate(messages(problem["question"]), params)
+    seconds = time.perf_counter() - started
+    right = [extract_answer(c.text) == problem["answer"] for c in completions]
+    paths = [(tuple(c.prompt_token_ids), c.token_ids) for c in completions]
+    return _result(engine, name, mode, temperature, seconds, paths, sum(right) / len(right))
+
+
+def _result(
+    engine: Engine,
+    workload: str,
+    mode: str | None,
+    temperature: float,
+    seconds: float,
+    paths: list[tuple[tuple[int, ...], list[int]]],
+    accuracy: float,
+) -> RunResult:
+    stats = engine.stats()
+    r, positions = redundancy(paths)
+    return RunResult(
+        workload=workload,
+        mode=mode or "off",
+        temperature=temperature,
+        seconds=seconds,
+        forward_tokens=int(stats["num_prefill_tokens"] + stats["num_decode_tokens"]),
+        cache_positions=int(stats["logits_cache_hits"]),
+        bytes_held=int(stats["logits_cache_bytes_held"]),
+        accuracy=accuracy,
+        paths=len(paths),
+        distinct_paths=len({(p, tuple(t)) for p, t in paths}),
+        positions=positions,
+        redundancy=r,
+    )
+
+
+def run_bench(model: str | None = None, dtype: str = "float32", quick: bool = False) -> dict:
+    hf_model, tokenizer = load_hf_model(resolve_model(model))
+    problems = load_problems(2 if quick else PROBLEMS)
+    runs: list[RunResult] = []
+    engine = _engine(hf_model, tokenizer, dtype)
+    engine.generate("warm up", SamplingParams(max_tokens=4, temperature=0))  # first-call costs
+    plan: list[tuple[str, float]] = [("resample", 0.7), ("parallel", 0.7)]
+    plan += [("sweep", t) for t in (SWEEP if not quick else SWEEP[:1])]
+    for workload, temperature in plan:
+        for mode in MODES:
+            del engine
+            engine = _engine(hf_model, tokenizer, dtype)  # a cold prefix cache and logits cache
+            if workload == "resample":
+                runs.append(run_resample(engine, mode, problems))
+            else:
+                runs.append(run_parallel(engine, mode, problems[0], temperature, workload))
+            print(
+                f"{workload} t={temperature} {mode or 'off'}: {runs[-1].seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return {"machine": machine(), "runs": [_row(r, runs) for r in runs]}
+
+
+def _baseline(run: RunResult, runs: list[RunResult]) -> RunResult:
+    return next(
+        r
+        for r in runs
+        if r.workload == run.workload and r.temperature == run.temperature and r.mode == "off"
+    )
+
+
+def _row(run: RunResult, runs: list[RunResult]) -> dict[str, Any]:
+    base = _baseline(run, runs)
+    row = {k: v for k, v in run.__dict__.items() if k != "extra"} | run.extra
+    row["speedup"] = base.seconds / run.seconds if run.seconds else 0.0
+    row["forward_ratio"] = base.forward_tokens / run.forward_tokens if run.forward_tokens else 0.0
+    # The bound from the cache-off run: exact mode can skip at most these positions.
+    row["bound_r"] = base.redundancy
+    row["bound_speedup"] = 1 / (1 - base.redundancy) if base.redundancy < 1 else float("inf")
+    return row
+
+
+def format_report(result: dict) -> str:
+    lines = [result["machine"], ""]
+    header = (
+        f"{'workload':<9} {'temp':>4} {'mode':<8} {'wall s':>7} {'x off':>6} {'fwd tok':>8} "
+        f"{'x fwd':>6} {'cached':>7} {'MB held':>8} {'acc':>5} {'paths':>9} "
+        f"{'r(off)':>6} {'1/(1-r)':>7}"
+    )
+    lines.append(header)
+    for row in result["runs"]:
+        lines.append(
+            f"{row['workload']:<9} {row['temperature']:>4.1f} {row['mode']:<8} "
+            f"{row['seconds']:>7.2f} {row['speedup']:>6.2f} {row['forward_tokens']:>8} "
+            f"{row['forward_ratio']:>6.2f} {row['cache_positions']:>7} "
+            f"{row['bytes_held'] / 2**20:>8.2f} {row['accuracy']:>5.2f} "
+            f"{row['distinct_paths']:>4}/{row['paths']:<4} {row['bound_r']:>6.3f} "
+            f"{row['bound_speedup']:>7.2f}"
+        )
+    lines.append("")
+    lines.append(
+        "x off: wall-time speedup over cache off; x fwd: forward tokens saved (off / mode); "
+        "cached: positions served from the Logits Cache; acc: resample = problems solved "
+        f"within {ATTEMPTS} attempts, parallel/sweep = share of right samples; r(off): "
+        "share of (path, position) pairs of the cache-off run whose prefix was computed "
+        "before; 1/(1-r): exact mode's ideal speedup in forward positions."
+    )
+    return "\n".join(lines)
