@@ -292,6 +292,10 @@ def eval_command(
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N examples.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Cap every call's max_tokens.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    logits_cache: Annotated[
+        str,
+        typer.Option(help="plan, exact, hotspot (APPROXIMATE) or off: as for `hive run`."),
+    ] = "plan",
 ) -> None:
     """Accuracy and cost (calls, tokens, time) of a workflow over a dataset."""
     import asyncio
@@ -302,7 +306,7 @@ def eval_command(
     try:
         report = asyncio.run(
             evaluate(spec, dataset, expect, output=output, model=model, seed=seed, limit=limit,
-                     max_tokens=max_tokens)
+                     max_tokens=max_tokens, logits_cache=logits_cache)
         )  # fmt: skip
     except HiveError as exc:
         raise _fail(exc) from None
@@ -384,6 +388,9 @@ def bench_resample(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     model: Annotated[str | None, typer.Option(help="Model to run on.")] = None,
     quick: Annotated[bool, typer.Option(help="2 problems, one temperature (a smoke run).")] = False,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Runs per workload and mode; the median time is kept.")
+    ] = 1,
 ) -> None:
     """The Logits Cache (off, exact, hotspot) on re-sampling, parallel samples, a temperature
     sweep: wall time, forward tokens, cached positions, accuracy, the redundancy bound."""
@@ -392,7 +399,7 @@ def bench_resample(
     try:
         from hive.bench.resample import format_report, run_bench
 
-        results = run_bench(model, quick=quick)
+        results = run_bench(model, quick=quick, repeat=repeat)
     except HiveError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps(results) if json_output else format_report(results))

@@ -177,7 +177,11 @@ def _result(
     )
 
 
-def run_bench(model: str | None = None, dtype: str = "float32", quick: bool = False) -> dict:
+def run_bench(
+    model: str | None = None, dtype: str = "float32", quick: bool = False, repeat: int = 1
+) -> dict:
+    """Every (workload, mode) `repeat` times on fresh engines; the median wall time is kept
+    (the paths, and so every other figure, are the same in each repeat: fixed seeds)."""
     hf_model, tokenizer = load_hf_model(resolve_model(model))
     problems = load_problems(2 if quick else PROBLEMS)
     runs: list[RunResult] = []
@@ -187,18 +191,23 @@ def run_bench(model: str | None = None, dtype: str = "float32", quick: bool = Fa
     plan += [("sweep", t) for t in (SWEEP if not quick else SWEEP[:1])]
     for workload, temperature in plan:
         for mode in MODES:
-            del engine
-            engine = _engine(hf_model, tokenizer, dtype)  # a cold prefix cache and logits cache
-            if workload == "resample":
-                runs.append(run_resample(engine, mode, problems))
-            else:
-                runs.append(run_parallel(engine, mode, problems[0], temperature, workload))
+            repeats = []
+            for _ in range(repeat):
+                del engine
+                engine = _engine(hf_model, tokenizer, dtype)  # a cold prefix and logits cache
+                if workload == "resample":
+                    repeats.append(run_resample(engine, mode, problems))
+                else:
+                    repeats.append(run_parallel(engine, mode, problems[0], temperature, workload))
+            repeats.sort(key=lambda r: r.seconds)
+            runs.append(repeats[len(repeats) // 2])
+            runs[-1].extra["repeats_s"] = [round(r.seconds, 2) for r in repeats]
             print(
                 f"{workload} t={temperature} {mode or 'off'}: {runs[-1].seconds:.1f} s",
                 file=sys.stderr,
                 flush=True,
             )
-    return {"machine": machine(), "runs": [_row(r, runs) for r in runs]}
+    return {"machine": machine(), "repeat": repeat, "runs": [_row(r, runs) for r in runs]}
 
 
 def _baseline(run: RunResult, runs: list[RunResult]) -> RunResult:

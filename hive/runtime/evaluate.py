@@ -21,7 +21,14 @@ from hive.errors import HiveError
 from hive.runtime.calls import EngineLike
 from hive.runtime.cli_run import read_inputs_file
 from hive.runtime.errors import InputError
-from hive.runtime.run import EnginePool, Result, arun, check_inputs, load
+from hive.runtime.run import (
+    EnginePool,
+    Result,
+    arun,
+    check_inputs,
+    check_logits_cache_option,
+    load,
+)
 from hive.runtime.values import to_text
 
 
@@ -70,6 +77,7 @@ async def evaluate(
         )
     if limit is not None and limit < 1:
         raise InputError(f"limit must be at least 1, got {limit}")
+    check_logits_cache_option(options.get("logits_cache", "plan"))  # before any model work
     rows = read_inputs_file(dataset)[:limit]
     cases = [split_row(plan, row, expect, f"{dataset}:{i + 1}") for i, row in enumerate(rows)]
     model = options.pop("model", None)

@@ -43,15 +43,23 @@ def test_example_runs_on_the_default_model(engine, spec):
     assert all(c.completion_tokens <= MAX_TOKENS and c.finish_reason for c in result.calls)
 
 
-def test_a_run_is_reproducible_with_a_warm_or_cold_prefix_cache(engine, smollm):
+def test_a_run_is_reproducible_with_a_warm_or_cold_prefix_cache(smollm):
     """Same seed, same results: on a fresh engine (cold cache) and again on one whose
     radix cache already holds every prompt."""
     plan = load("specs/self_consistency.yaml")
     inputs = {"question": "What is 5 + 9?"}
-    first = hive.run(plan, inputs, engine=engine, seed=3, max_tokens=MAX_TOKENS)
-    warm = hive.run(plan, inputs, engine=engine, seed=3, max_tokens=MAX_TOKENS)
+    options = dict(seed=3, max_tokens=MAX_TOKENS, logits_cache="off")  # the radix cache only
+    fresh = Engine.from_hf(*smollm[:2], kv_cache_tokens=16384)
+    first = hive.run(plan, inputs, engine=fresh, **options)
+    warm = hive.run(plan, inputs, engine=fresh, **options)
     assert warm.metrics["cached_prompt_tokens"] > first.metrics["cached_prompt_tokens"]
-    cold = hive.run(plan, inputs, engine=Engine.from_hf(*smollm[:2]), seed=3, max_tokens=MAX_TOKENS)
+    cold = hive.run(plan, inputs, engine=Engine.from_hf(*smollm[:2]), **options)
     texts = lambda r: sorted((c.path, c.text) for c in r.calls)  # noqa: E731
     assert first.outputs == warm.outputs == cold.outputs
     assert texts(first) == texts(warm) == texts(cold)
+    # The plan's Logits Cache (exact) changes no reply, and a second run replays them.
+    cached = Engine.from_hf(*smollm[:2], kv_cache_tokens=16384)
+    for _ in range(2):
+        run = hive.run(plan, inputs, engine=cached, seed=3, max_tokens=MAX_TOKENS)
+        assert run.outputs == first.outputs and texts(run) == texts(first)
+    assert cached.stats()["logits_cache_hits"] > 0

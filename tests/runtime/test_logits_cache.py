@@ -8,7 +8,7 @@ from runtime_helpers import make_tiny, prompts_for
 
 from hive.runtime import Engine, SamplingParams
 from hive.runtime.engine.errors import EngineError, InvalidRequestError
-from hive.runtime.engine.inverse_cdf import sample_from_probs
+from hive.runtime.engine.inverse_cdf import cdf_tables, sample_from_probs
 from hive.runtime.engine.logits_cache import MIN_BUDGET_BYTES
 from hive.runtime.engine.sampler import filtered_probs
 from hive.runtime.engine.stored_distribution import store_rows
@@ -205,7 +205,10 @@ def test_stored_rows_replay_the_samplers_token(seed):
         SamplingParams(temperature=0.9, min_p=0.05),
     ]
     probs = filtered_probs(logits, ps)
-    dists = store_rows(probs, torch.log_softmax(logits, -1), [False] * 4, [0] * 4)
+    dists = store_rows(probs, cdf_tables(probs), logits, [0, 1, 2, 3], [False] * 4, [0] * 4)
+    assert [d.ids for d in store_rows(probs, cdf_tables(probs), logits, [2], [False], [0])] == [
+        dists[2].ids
+    ]
     assert not dists[0].complete and all(d.complete for d in dists[1:])
     uniforms = torch.rand(400, generator=g, dtype=torch.float64)
     misses = 0

@@ -33,7 +33,20 @@ def row_sums(x: torch.Tensor) -> torch.Tensor:
     return block_sums(x).sum(dim=-1)  # a few block sums per row: added serially
 
 
-def sample_from_probs(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+def cdf_tables(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float32 block sums, their float64 cumulative sums), both `(rows, blocks)`."""
+    # Block sums in float32 (a float64 sum converts the whole row first, 10x slower);
+    # their rounding (~1e-7 of a block's mass) only moves mass between the edges of
+    # neighbouring blocks, deterministically.
+    sums = block_sums(probs)
+    return sums, sums.to(torch.float64).cumsum_(dim=-1)
+
+
+def sample_from_probs(
+    probs: torch.Tensor,
+    uniforms: torch.Tensor,
+    cdf: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Inverse CDF in token-id order: the first id whose CDF exceeds u * total mass.
 
     Two levels: block sums locate the block holding the target, and a float64
@@ -45,11 +58,7 @@ def sample_from_probs(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tens
     token once scattered back into a dense row.
     """
     vocab = probs.shape[1]
-    # Block sums in float32 (a float64 sum converts the whole row first, 10x slower);
-    # their rounding (~1e-7 of a block's mass) only moves mass between the edges of
-    # neighbouring blocks, deterministically.
-    sums = block_sums(probs)
-    block_cdf = sums.to(torch.float64).cumsum_(dim=-1)
+    sums, block_cdf = cdf if cdf is not None else cdf_tables(probs)  # (the sampler's, reused)
     targets = uniforms.to(block_cdf)[:, None] * block_cdf[:, -1:]
     # right=True: block_cdf[b] > target >= block_cdf[b - 1], so block b has mass.
     block = torch.searchsorted(block_cdf, targets, right=True).clamp_(max=sums.shape[1] - 1)

@@ -11,9 +11,9 @@ prompt compute its first-token distribution once, and how identical running
 paths share one forward row.
 
 A replayed token has no K/V yet. A request that leaves the trie with several
-such tokens is prefilled in chunks like a preempted request, after taking
-whatever prefix the radix cache holds (cached requests hand their decoded
-pages to it as pages fill, so a sibling's K/V is there).
+such tokens takes whatever prefix the radix cache holds, after any running
+sibling of its key that computed those tokens has handed its pages to the
+cache, and the rest is prefilled in chunks like a preempted request.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hive.runtime.engine.hotspot import branch_point
 from hive.runtime.engine.logits_cache import LogitsCache, TrieNode, distribution_key
 from hive.runtime.engine.request import Request, RequestStatus
 from hive.runtime.engine.sampler import draw_uniform
-from hive.runtime.engine.scheduler import Scheduler
+from hive.runtime.engine.scheduler import Scheduler, common_prefix_len
 from hive.runtime.engine.stored_distribution import StoredDistribution
 
 
@@ -57,17 +57,34 @@ class LogitsReplay:
                 continue  # drew past a stored head: the model computes this position
             if self._replay(req):
                 finished.append(req)
-            elif (
-                req.status is RequestStatus.RUNNING
-                and not req.parked
-                and req.num_pending > 1
-                and self.scheduler.cache.match_prefix(req.tokens[:-1], record=False).num_tokens
-                > req.num_kv
-            ):
-                self.scheduler.requeue(req)  # a sibling's K/V covers more of the replayed part
+            elif not req.parked and req.num_pending > 1:
+                self._reuse_kv(req)
         for req in finished:
             self.scheduler.finish(req)
         return finished
+
+    def _reuse_kv(self, req: Request) -> None:
+        """`req` replayed tokens it has no K/V for: a running sibling (same key) that
+        computed them hands its pages to the radix cache, and `req`, if running, goes
+        back to admission to take them (a waiting request takes them when admitted)."""
+        key = req.lc_node.entry_key if req.lc_node is not None else None
+        tokens = req.tokens
+        radix = self.scheduler.cache
+        for other in self.scheduler.running:
+            node = other.lc_node
+            if (
+                other is not req
+                and node is not None
+                and node.entry_key == key
+                and other.num_kv - other.num_tree >= radix.page_size
+                and common_prefix_len(tokens, other.tokens[: other.num_kv]) > req.num_kv
+            ):
+                self.scheduler.cache_prefix(other)
+        if (
+            req.status is RequestStatus.RUNNING
+            and radix.match_prefix(tokens[:-1], record=False).num_tokens > req.num_kv
+        ):
+            self.scheduler.requeue(req)
 
     def _replay(self, req: Request) -> bool:
         starting = req.lc_node is None and not req.output_ids

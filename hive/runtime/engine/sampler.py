@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from hive.runtime.engine.inverse_cdf import row_sums, sample_from_probs
+from hive.runtime.engine.inverse_cdf import cdf_tables, row_sums, sample_from_probs
 from hive.runtime.engine.request import Request
 from hive.runtime.engine.sampling_params import SamplingParams
 from hive.runtime.engine.stored_distribution import StoredDistribution, store_rows
@@ -170,27 +170,29 @@ class Sampler:
         """
         raw = logits
         raw_logprobs = None
-        if capture and any(capture) or any(r.params.logprobs for r in requests):
+        if any(r.params.logprobs for r in requests):
             raw_logprobs = torch.log_softmax(logits, dim=-1)
         logits = apply_penalties(logits, requests)
         uniforms = torch.tensor([_uniform(r) for r in requests], dtype=torch.float64)
-        probs = None
+        probs = cdf = None
         if all(r.params.is_greedy for r in requests):
             tokens = logits.argmax(dim=-1)  # what filtered_probs + sample_from_probs give
         else:
             probs = filtered_probs(logits, [r.params for r in requests])
-            tokens = sample_from_probs(probs, uniforms.to(logits.device))
+            cdf = cdf_tables(probs)
+            tokens = sample_from_probs(probs, uniforms.to(logits.device), cdf)
         token_list = tokens.tolist()
         logprobs = None
-        if raw_logprobs is not None and any(r.params.logprobs for r in requests):
+        if raw_logprobs is not None:
             logprobs = raw_logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
         stored: list[StoredDistribution | None] = [None] * len(requests)
         if capture and any(capture):
             rows = [i for i, c in enumerate(capture) if c]
-            assert raw_logprobs is not None and raw.shape[0] == len(requests)
             dists = store_rows(
-                probs[rows] if probs is not None else raw[rows],
-                raw_logprobs[rows],
+                probs,
+                cdf,
+                raw,
+                rows,
                 [requests[i].params.is_greedy for i in rows],
                 [token_list[i] for i in rows],
             )

@@ -26,10 +26,6 @@ from hive.runtime.engine.request import Request, RequestStatus
 from hive.runtime.engine.stats import EngineStats
 
 MIN_SHARED_TOKENS = 8  # defer admission for a shared in-flight prefix at least this long
-# A Logits Cache request hands its decoded K/V to the radix cache every this many tokens
-# (whole pages): often enough that a sibling replaying its tokens finds most of their
-# K/V, rarely enough that the insert (a radix walk) stays off the step's cost.
-SHARED_DECODE_TOKENS = 16
 
 
 class ScheduledRequest(NamedTuple):
@@ -138,16 +134,11 @@ class Scheduler:
         for item in items:
             item.request.num_kv += item.extend_len
         finished = [item.request for item in items if item.is_sampled and take_token(item.request)]
-        share = self.pool.page_size * -(-SHARED_DECODE_TOKENS // self.pool.page_size)
         for item, is_generation in zip(items, generation, strict=True):
             # Prompt tokens just computed (or a preempted request's tokens recomputed)
-            # go to the radix cache; so do a Logits Cache request's decoded pages as they
-            # fill, for the siblings that replay its tokens and then need their K/V.
-            req = item.request
-            if req.finish_reason:
-                continue
-            if not is_generation or (req.params.logits_cache and req.num_kv % share == 0):
-                self.cache_prefix(req)
+            # go to the radix cache.
+            if not is_generation and not item.request.finish_reason:
+                self.cache_prefix(item.request)
         for req in finished:
             self.finish(req)
         return finished

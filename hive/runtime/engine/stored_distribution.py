@@ -26,7 +26,7 @@ from bisect import bisect_right
 
 import torch
 
-from hive.runtime.engine.inverse_cdf import CDF_BLOCK, block_sums
+from hive.runtime.engine.inverse_cdf import CDF_BLOCK
 
 MAX_STORED_TOKENS = 1024
 HEAD_MASS = 0.999
@@ -90,39 +90,61 @@ def greedy_distribution(token: int, logprob: float) -> StoredDistribution:
 
 
 def store_rows(
-    probs: torch.Tensor, raw_logprobs: torch.Tensor, greedy: list[bool], tokens: list[int]
+    probs: torch.Tensor | None,
+    cdf: tuple[torch.Tensor, torch.Tensor] | None,
+    logits: torch.Tensor,
+    rows: list[int],
+    greedy: list[bool],
+    tokens: list[int],
 ) -> list[StoredDistribution]:
-    """Stored distributions of processed rows `probs` (R, V) float32, zero where filtered.
+    """Stored distributions of batch rows `rows` (greedy flags and sampled tokens per row).
 
-    `raw_logprobs` (R, V) are the model's log-softmax rows; `greedy` rows keep
-    only `tokens[i]`. The interval arithmetic repeats the sampler's operations
-    on the same values (float32 block sums, float64 block CDF, float64 cumsum of
-    each block plus its base), so the bounds are the sampler's to the last bit.
-    All rows at once: the running sums are computed only for the blocks that
-    hold a kept token.
+    `probs` (S, V) float32 are the sampler's processed rows (zero where filtered;
+    None when every row was greedy) and `cdf` their block tables; `logits` the raw
+    model rows, for log-probabilities. Greedy rows keep only their token. The
+    interval arithmetic repeats the sampler's operations on the same values
+    (float32 block sums, float64 block CDF, float64 cumsum of each block plus its
+    base), so the bounds are the sampler's to the last bit. All rows at once: the
+    running sums are computed only for the blocks that hold a kept token.
     """
-    rows = [i for i, g in enumerate(greedy) if not g]
-    by_row = _store_sampled(probs[rows], raw_logprobs[rows]) if rows else []
-    sampled = iter(by_row)
+    whole = rows == list(range(logits.shape[0]))
+    picked = logits if whole else logits.index_select(0, torch.tensor(rows, device=logits.device))
+    lse = torch.logsumexp(picked, dim=-1).tolist()
+    sampled = [r for r, g in zip(rows, greedy, strict=True) if not g]
+    by_row: dict[int, StoredDistribution] = {}
+    if sampled:
+        assert probs is not None and cdf is not None
+        dists = _store_sampled(probs, cdf, logits, sampled, [lse[rows.index(r)] for r in sampled])
+        by_row = dict(zip(sampled, dists, strict=True))
     return [
-        greedy_distribution(tokens[i], float(raw_logprobs[i, tokens[i]])) if g else next(sampled)
-        for i, g in enumerate(greedy)
+        greedy_distribution(token, float(logits[r, token]) - lse[i]) if g else by_row[r]
+        for i, (r, g, token) in enumerate(zip(rows, greedy, tokens, strict=True))
     ]
 
 
-def _store_sampled(probs: torch.Tensor, raw_logprobs: torch.Tensor) -> list[StoredDistribution]:
+def _store_sampled(
+    batch_probs: torch.Tensor,
+    cdf: tuple[torch.Tensor, torch.Tensor],
+    logits: torch.Tensor,
+    rows: list[int],
+    lse: list[float],
+) -> list[StoredDistribution]:
+    whole = rows == list(range(batch_probs.shape[0]))
+    index = torch.tensor(rows, device=batch_probs.device)
+    probs = batch_probs if whole else batch_probs.index_select(0, index)
+    block_cdf = cdf[1] if whole else cdf[1].index_select(0, index)
     num_rows, vocab = probs.shape
     device = probs.device
-    block_cdf = block_sums(probs).to(torch.float64).cumsum_(dim=-1)  # (R, B), as the sampler
     blocks = block_cdf.shape[1]
     base = torch.cat([torch.zeros_like(block_cdf[:, :1]), block_cdf[:, :-1]], dim=1)
-    support = (probs > 0).sum(dim=-1)
+    kept_mask = probs > 0
+    support = kept_mask.sum(dim=-1)
     complete = (support <= MAX_STORED_TOKENS).tolist()
     # (row, id) of every kept token, in (row, id) order.
     full = [i for i, c in enumerate(complete) if c]
     pairs = []
     if full:
-        nz = torch.nonzero(probs[full] > 0)
+        nz = torch.nonzero(kept_mask if len(full) == num_rows else kept_mask[full])
         pairs.append(torch.stack([torch.tensor(full, device=device)[nz[:, 0]], nz[:, 1]], 1))
     head = [i for i, c in enumerate(complete) if not c]
     if head:
@@ -159,7 +181,7 @@ def _store_sampled(probs: torch.Tensor, raw_logprobs: torch.Tensor) -> list[Stor
     norm = torch.zeros(num_rows, dtype=torch.float64, device=device).index_add_(0, row, p)
     p = p / norm[row]
     entropy = torch.zeros_like(norm).index_add_(0, row, -p * p.clamp_min(1e-300).log())
-    logprob = raw_logprobs[row, ids]
+    logprob = logits[index[row], ids] - torch.tensor(lse, device=device, dtype=logits.dtype)[row]
     counts = torch.bincount(row, minlength=num_rows).tolist()
     ids_l, lo_l, hi_l, lp_l = ids.tolist(), lo.tolist(), hi.tolist(), logprob.tolist()
     totals, entropy_l = block_cdf[:, -1].tolist(), entropy.tolist()
