@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import torch
-from runtime_helpers import make_tiny, prompts_for
+from runtime_helpers import TINY, make_tiny, prompts_for
+from transformers import LlamaConfig, LlamaForCausalLM
 
-from hive.runtime import Engine, SamplingParams
+from hive.runtime import Engine, GenerationRequest, SamplingParams
 from hive.runtime.engine.errors import EngineError, InvalidRequestError
 from hive.runtime.engine.inverse_cdf import cdf_tables, sample_from_probs
 from hive.runtime.engine.logits_cache import MIN_BUDGET_BYTES
@@ -75,6 +78,78 @@ def test_sequential_resampling_is_identical_and_reuses_positions(hf, kind):
     assert computed < plain.stats()["num_decode_tokens"] + plain.stats()["num_prefill_tokens"]
 
 
+@pytest.fixture(scope="module")
+def wide_hf():
+    """A vocabulary of several inverse-CDF blocks: untruncated rows keep only their head."""
+    torch.manual_seed(1)
+    return LlamaForCausalLM(LlamaConfig(**{**TINY, "vocab_size": 5000})).eval()
+
+
+def test_untruncated_rows_keep_a_head_and_draws_past_it_run_the_model(wide_hf):
+    (ids,) = prompts_for(30, [20], vocab=5000)
+    p = dict(n=8, temperature=1.5)  # a flat random model: the head covers little mass
+    expected = tokens(engine(wide_hf).generate(ids, params(**p)))
+    cached = engine(wide_hf)
+    for _ in range(2):
+        assert tokens(cached.generate(ids, params("exact", **p))) == expected
+    stats = cached.stats()
+    assert stats["logits_cache_tail_misses"] > 0 and stats["logits_cache_hits"] > 0
+    top_p = dict(n=8, temperature=0.9, top_p=0.5)  # several blocks, complete support
+    expected = tokens(engine(wide_hf).generate(ids, params(**top_p)))
+    for _ in range(2):
+        assert tokens(cached.generate(ids, params("exact", **top_p))) == expected
+
+
+@pytest.mark.parametrize("page_size", [2, 4])
+def test_exact_with_pages_of_several_tokens(hf, page_size):
+    (ids,) = prompts_for(31, [23])
+    p = dict(n=8, max_tokens=20, **SAMPLING["top_k"])
+    expected = tokens(engine(hf).generate(ids, params(**p)))
+    cached = engine(hf, page_size=page_size)
+    for seed in (11, 11, 12):
+        want = (
+            expected
+            if seed == 11
+            else tokens(engine(hf).generate(ids, params(**{**p, "seed": 12})))
+        )
+        assert tokens(cached.generate(ids, params("exact", **{**p, "seed": seed}))) == want
+    cached.scheduler.check_invariants()
+
+
+def test_aborting_a_path_leaves_the_others_exact(hf):
+    (ids,) = prompts_for(32, [20])
+    p = dict(n=6, max_tokens=20, **SAMPLING["temperature"])
+    expected = tokens(engine(hf).generate(ids, params(**p)))
+    cached = engine(hf)
+    requests = cached.add_request(ids, params("exact", **p))
+    for _ in range(4):
+        cached.step()
+    cached.abort(requests[0])
+    cached.abort(requests[0])  # twice: a no-op
+    while cached.has_unfinished():
+        cached.step()
+    assert [r.output_ids for r in requests[1:]] == expected[1:]
+    assert requests[0].finish_reason == "abort"
+    cached.scheduler.check_invariants()
+    assert tokens(cached.generate(ids, params("exact", **p))) == expected
+
+
+def test_async_submits_share_the_cache_and_stay_exact(hf):
+    (ids,) = prompts_for(33, [20])
+    seeds = range(5)
+    plain = [
+        engine(hf).generate(ids, params(seed=s, **SAMPLING["top_p"]))[0].token_ids for s in seeds
+    ]
+    cached = engine(hf)
+
+    async def main():
+        reqs = [GenerationRequest(ids, params("exact", seed=s, **SAMPLING["top_p"])) for s in seeds]
+        return await asyncio.gather(*(cached.submit(r) for r in reqs))
+
+    assert [r[0].token_ids for r in asyncio.run(main())] == plain
+    assert cached.stats()["logits_cache_hits"] > 0
+
+
 def test_identical_paths_share_one_forward_row(hf):
     (ids,) = prompts_for(22, [25])
     cached = engine(hf)
@@ -101,7 +176,7 @@ def test_exact_under_a_budget_that_forces_evictions(hf):
     ]
     assert got == expected
     stats = cached.stats()
-    assert stats["logits_cache_evicted_nodes"] > 0
+    assert stats["logits_cache_evicted"] > 0
     assert stats["logits_cache_bytes_held"] <= budget_mb * 2**20
 
 
@@ -190,6 +265,14 @@ def test_hotspot_resamples_differ_and_keep_a_prefix(hf):
     ]
     assert sum(shared) > 0  # branches keep the earlier path's first tokens
     assert all(len(t) == 24 for t in paths)
+    # A re-sample with a smaller max_tokens or a stop token inside the earlier path
+    # stops there, though the branch copies that path's tokens.
+    for _ in range(3):
+        short = cached.generate(ids, params("hotspot", seed=40, **{**p, "max_tokens": 5}))[0]
+        assert len(short.token_ids) <= 5
+    stop = paths[-1][2]
+    stopped = cached.generate(ids, params("hotspot", seed=41, stop_token_ids=(stop,), **p))[0]
+    assert stop not in stopped.token_ids[:-1]
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -204,6 +204,7 @@ class Engine(AsyncServing):
         finished += schedule.failed
         for req in schedule.failed:  # the scheduler finished them with "error"
             self._stats.num_failed += 1
+            self.replay.finished(req)
             self._record(req)
         if schedule.items:
             finished += self._run(schedule)
@@ -366,8 +367,9 @@ class Engine(AsyncServing):
 
     def abort(self, req: Request) -> None:
         """Stop a queued or running request (its pages go back as on finish)."""
-        if req.status is not RequestStatus.FINISHED:
-            self._record(req, aborted=True)
+        if req.status is RequestStatus.FINISHED:
+            return
+        self._record(req, aborted=True)
         self.scheduler.abort(req)
         self.replay.finished(req)
 

@@ -10,11 +10,12 @@ Value: a trie over generated token ids. The node at depth d holds the
 distribution after prompt + tokens[:d] (a StoredDistribution), and its
 children are the tokens paths took from there.
 
-Memory is bounded by a byte budget. Eviction removes the least recently used
-leaf first; a node whose last child went becomes a leaf at the front of the
-order, so a cold subtree goes as a whole before a warm one loses anything.
-A node a running request stands on may be evicted: the request notices
-(`alive` is False) and finds its place again from the root.
+Memory is bounded by a byte budget (distributions and nodes). Eviction drops
+the least recently used distribution, wherever it sits in a trie, and then
+every node left holding nothing (no distribution, no children), up the
+path. A node a running request stands on may go: the request notices
+(`alive` is False) and finds its place again from the root. Only the nodes
+of paths in flight can keep the total above the budget, by a few nodes.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class LogitsCacheStats:
     inserted: int = 0  # distributions stored
     rejected: int = 0  # distributions larger than the whole budget (not stored)
     branched: int = 0  # hotspot re-samples started from an earlier path
-    evicted_nodes: int = 0
+    evicted: int = 0  # distributions evicted for the budget
     bytes_held: int = 0
     nodes: int = 0
     entries: int = 0
@@ -78,7 +79,8 @@ class LogitsCache:
         self.budget_bytes = budget_bytes
         self.entries: dict[tuple, TrieNode] = {}  # key -> root
         self.completed: dict[tuple, list[list[int]]] = {}  # key -> finished paths, oldest first
-        self._leaves: OrderedDict[int, TrieNode] = OrderedDict()  # id(node) -> node, LRU first
+        # Nodes holding a distribution, least recently used first (id(node) -> node).
+        self._lru: OrderedDict[int, TrieNode] = OrderedDict()
         self.stats = LogitsCacheStats()
 
     @property
@@ -97,8 +99,6 @@ class LogitsCache:
         """The node after `token` from `node` (created empty if new)."""
         child = node.children.get(token)
         if child is None:
-            if not node.children:
-                self._leaves.pop(id(node), None)
             child = node.children[token] = TrieNode(node, token, node.entry_key)
             self._added(child)
         else:
@@ -113,8 +113,8 @@ class LogitsCache:
         return node
 
     def touch(self, node: TrieNode) -> None:
-        if not node.children and id(node) in self._leaves:
-            self._leaves.move_to_end(id(node))
+        if id(node) in self._lru:
+            self._lru.move_to_end(id(node))
 
     def store(self, node: TrieNode, dist: StoredDistribution) -> bool:
         """Keep `dist` at `node` within the budget; False if it cannot fit at all."""
@@ -124,14 +124,16 @@ class LogitsCache:
             self.stats.rejected += 1
             return False
         node.dist = dist
+        self._lru[id(node)] = node
         self.stats.bytes_held += dist.nbytes
         self.stats.inserted += 1
-        self.touch(node)
         self._fit(protect=node)
         return node.alive
 
     def complete_path(self, key: tuple, tokens: list[int], keep: int = 64) -> None:
         """Record a finished path of `key` (hotspot mode re-samples from these)."""
+        if key not in self.entries:
+            return
         paths = self.completed.setdefault(key, [])
         paths.append(tokens)
         del paths[:-keep]
@@ -139,37 +141,41 @@ class LogitsCache:
     # -- memory ---------------------------------------------------------------------------
 
     def _added(self, node: TrieNode) -> None:
-        self._leaves[id(node)] = node
         self.stats.nodes += 1
         self.stats.bytes_held += NODE_BYTES
         self._fit(protect=node)
 
     def _fit(self, protect: TrieNode) -> None:
-        while self.stats.bytes_held > self.budget_bytes and self._leaves:
-            node = next(iter(self._leaves.values()))
+        """Drop least recently used distributions until the budget holds (never `protect`'s;
+        the nodes of paths in flight may keep the total a few nodes above it)."""
+        while self.stats.bytes_held > self.budget_bytes and self._lru:
+            node = next(iter(self._lru.values()))
             if node is protect:
-                if len(self._leaves) == 1:
+                if len(self._lru) == 1:
                     return
-                self._leaves.move_to_end(id(node))
+                self._lru.move_to_end(id(node))
                 continue
-            self._evict(node)
+            self._drop(node)
 
-    def _evict(self, node: TrieNode) -> None:
-        del self._leaves[id(node)]
-        node.alive = False
-        self.stats.nodes -= 1
-        self.stats.evicted_nodes += 1
-        self.stats.bytes_held -= NODE_BYTES + (node.dist.nbytes if node.dist else 0)
+    def _drop(self, node: TrieNode) -> None:
+        """Evict `node`'s distribution, then the nodes left holding nothing."""
+        del self._lru[id(node)]
+        assert node.dist is not None
+        self.stats.bytes_held -= node.dist.nbytes
+        self.stats.evicted += 1
         node.dist = None
-        parent = node.parent
-        if parent is None:
-            del self.entries[node.entry_key]
-            self.completed.pop(node.entry_key, None)
-            return
-        del parent.children[node.token]
-        if not parent.children and parent.alive:
-            self._leaves[id(parent)] = parent
-            self._leaves.move_to_end(id(parent), last=False)  # its subtree is going: next
+        current: TrieNode | None = node
+        while current is not None and current.alive and not current.children and not current.dist:
+            current.alive = False
+            self.stats.nodes -= 1
+            self.stats.bytes_held -= NODE_BYTES
+            parent = current.parent
+            if parent is None:
+                del self.entries[current.entry_key]
+                self.completed.pop(current.entry_key, None)
+            else:
+                del parent.children[current.token]
+            current = parent
 
     def snapshot(self) -> dict[str, int]:
         self.stats.entries = len(self.entries)

@@ -49,9 +49,13 @@ class LogitsReplay:
     def walk(self, requests: Iterable[Request]) -> list[Request]:
         """Replay every cached request as far as the trie goes; return those it finished."""
         finished = []
-        for req in requests:
-            if not self.uses_cache(req) or req.status is RequestStatus.FINISHED:
-                continue
+        # Requests with the least to compute first, so the one that claims a node is the
+        # one ready to run it (a decode row), and those still missing K/V park on it.
+        order = sorted(
+            (r for r in requests if self.uses_cache(r) and r.status is not RequestStatus.FINISHED),
+            key=lambda r: (r.status is not RequestStatus.RUNNING, r.num_pending, r.rid),
+        )
+        for req in order:
             req.parked = False
             if req.pending_uniform is not None:
                 continue  # drew past a stored head: the model computes this position
@@ -88,8 +92,7 @@ class LogitsReplay:
 
     def _replay(self, req: Request) -> bool:
         starting = req.lc_node is None and not req.output_ids
-        branched = starting and req.params.logits_cache == "hotspot" and self._branch(req)
-        if branched and self.check_finished(req):
+        if starting and req.params.logits_cache == "hotspot" and self._branch(req):
             return True
         node = self._node(req)
         while node.dist is not None:
@@ -133,18 +136,22 @@ class LogitsReplay:
         return node
 
     def _branch(self, req: Request) -> bool:
-        """Hotspot mode: start from an earlier path's stable prefix and a new token."""
+        """Hotspot mode: start from an earlier path's stable prefix and a new token; True if
+        that already finished the request (the earlier path may have run under other
+        stops or a larger max_tokens, so every token is checked)."""
         choice = branch_point(self.cache, cache_key(req), req.generator)
         if choice is None:
             return False
         prefix, token, logprobs = choice
-        req.output_ids.extend(prefix)
-        req.output_ids.append(token)
-        if req.logprobs is not None:
-            req.logprobs.extend(logprobs)
-        self.cache.stats.hits += len(prefix) + 1
         self.cache.stats.branched += 1
-        return True
+        for t, logprob in zip([*prefix, token], logprobs, strict=True):
+            req.output_ids.append(t)
+            if req.logprobs is not None:
+                req.logprobs.append(logprob)
+            self.cache.stats.hits += 1
+            if self.check_finished(req):
+                return True
+        return False
 
     # -- the forward pass's side ----------------------------------------------------------
 

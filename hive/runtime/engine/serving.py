@@ -161,6 +161,7 @@ class AsyncServing:
             for req in self.scheduler.running + self.scheduler.waiting:
                 self.scheduler.finish(req)
                 req.error, req.finish_reason = EngineError(f"engine failure: {exc!r}"), "error"
+                self.replay.finished(req)
                 if req.on_finish is not None:
                     req.on_finish(req)
             # Not re-raised: nobody awaits this task; the waiters have the error.
