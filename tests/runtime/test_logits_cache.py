@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 import torch
@@ -305,3 +306,14 @@ def test_stored_rows_replay_the_samplers_token(seed):
             else:
                 assert dist.ids[i] == token
     assert misses < 10  # the unkept tail holds under 0.1% of the mass
+    # Draws at the very edges of each kept token's interval, where rounding decides.
+    for row, dist in enumerate(dists):
+        edges = []
+        for lo, hi in zip(dist._lo[:200], dist._hi[:200], strict=True):
+            edges += [lo / dist.total, math.nextafter(hi / dist.total, 0.0)]
+        edges = [u for u in edges if 0.0 <= u < 1.0]
+        us = torch.tensor(edges, dtype=torch.float64)
+        expected = sample_from_probs(probs[row : row + 1].expand(len(edges), -1), us).tolist()
+        for u, token in zip(edges, expected, strict=True):
+            i = dist.lookup(u)
+            assert i is None or dist.ids[i] == token

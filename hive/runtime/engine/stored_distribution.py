@@ -30,62 +30,119 @@ from hive.runtime.engine.inverse_cdf import CDF_BLOCK
 
 MAX_STORED_TOKENS = 1024
 HEAD_MASS = 0.999
-BYTES_PER_TOKEN = 24  # id (4) + lo (8) + hi (8) + logprob (4)
-OVERHEAD_BYTES = 160  # the object and its four arrays
+BYTES_PER_TOKEN = 28  # id (4) + logprob (4) + lo (8) + hi (8) + the value until then (4)
+OVERHEAD_BYTES = 160  # the object and its arrays
 
 
 class StoredDistribution:
-    __slots__ = ("ids", "lo", "hi", "logprobs", "total", "complete", "entropy")
+    """Kept tokens (token-id order) with their target intervals and raw logprobs.
+
+    A complete row is stored as its support's values and block CDF, and its
+    intervals are computed on the first lookup (most stored rows are never
+    replayed); a head-only row gets them when stored, while its tail is known.
+    """
+
+    __slots__ = (
+        "_ids", "_lo", "_hi", "_logprobs", "_values", "_block_cdf", "total", "complete", "nbytes",
+    )  # fmt: skip
 
     def __init__(
         self,
         ids: array,
-        lo: array,
-        hi: array,
         logprobs: array,
         total: float,
         complete: bool,
-        entropy: float,
+        *,
+        lo: array | None = None,
+        hi: array | None = None,
+        values: array | None = None,
+        block_cdf: array | None = None,
     ) -> None:
-        self.ids = ids  # in target order (token-id order)
-        self.lo = lo
-        self.hi = hi
-        self.logprobs = logprobs  # raw model log-probabilities (before temperature, filters)
+        self._ids = ids
+        self._logprobs = logprobs  # raw model log-probabilities (before temperature, filters)
         self.total = total
         self.complete = complete  # every reachable target is covered
-        self.entropy = entropy  # nats, of the kept tokens renormalised (hotspot mode)
+        self._lo, self._hi = lo, hi
+        self._values, self._block_cdf = values, block_cdf  # until the intervals exist
+        # What the cache accounts for it, fixed (the lazy intervals replace the values).
+        self.nbytes = OVERHEAD_BYTES + BYTES_PER_TOKEN * len(ids) + 8 * len(block_cdf or ())
 
     @property
-    def nbytes(self) -> int:
-        return OVERHEAD_BYTES + BYTES_PER_TOKEN * len(self.ids)
+    def ids(self) -> array:
+        self._ensure()
+        return self._ids
+
+    @property
+    def logprobs(self) -> array:
+        self._ensure()
+        return self._logprobs
 
     def lookup(self, u: float) -> int | None:
         """The index (into `ids`) of the token the sampler picks for draw `u`, or None."""
+        self._ensure()
         target = u * self.total  # the sampler's float64 product
-        i = bisect_right(self.lo, target) - 1
-        if i >= 0 and target < self.hi[i]:
+        i = bisect_right(self._lo, target) - 1
+        if i >= 0 and target < self._hi[i]:
             return i
         return None
 
     def probabilities(self) -> list[float]:
         """The kept tokens' probabilities, renormalised over what was kept."""
-        if len(self.ids) == 1:
+        self._ensure()
+        if len(self._ids) == 1:
             return [1.0]
-        widths = [hi - lo for lo, hi in zip(self.lo, self.hi, strict=True)]
+        widths = [hi - lo for lo, hi in zip(self._lo, self._hi, strict=True)]
         mass = sum(widths)
         return [w / mass for w in widths]
+
+    @property
+    def entropy(self) -> float:
+        """Nats, of the kept tokens renormalised (hotspot mode's uncertainty)."""
+        return -sum(p * math.log(p) for p in self.probabilities() if p > 0)
+
+    def _ensure(self) -> None:
+        """The intervals from the values, by the sampler's arithmetic (inverse_cdf): per
+        block, a float64 running sum of the float32 values in id order (zeros add
+        nothing) plus the block's base; a token owns [previous sum, its sum) within
+        [base, block CDF), the block's last kept token up to the block CDF."""
+        if self._lo is not None:
+            return
+        ids, values, cdf, logprobs = self._ids, self._values, self._block_cdf, self._logprobs
+        assert values is not None and cdf is not None
+        kept_ids, kept_lp, lo, hi = array("i"), array("f"), array("d"), array("d")
+        i, n = 0, len(ids)
+        while i < n:
+            block = ids[i] // CDF_BLOCK
+            base = cdf[block - 1] if block > 0 else 0.0
+            top = cdf[block]
+            end = i
+            while end < n and ids[end] // CDF_BLOCK == block:
+                end += 1
+            running, previous = 0.0, 0.0 + base
+            for k in range(i, end):
+                running += values[k]
+                inner = running + base
+                upper = top if k == end - 1 else min(inner, top)
+                if previous < upper:  # rounding can leave a token no target reaches
+                    kept_ids.append(ids[k])
+                    kept_lp.append(logprobs[k])
+                    lo.append(previous)
+                    hi.append(upper)
+                previous = inner
+            i = end
+        self._ids, self._logprobs, self._lo, self._hi = kept_ids, kept_lp, lo, hi
+        self._values = self._block_cdf = None
 
 
 def greedy_distribution(token: int, logprob: float) -> StoredDistribution:
     """A greedy row: its argmax for every draw."""
     return StoredDistribution(
         array("i", [token]),
-        array("d", [-math.inf]),
-        array("d", [math.inf]),
         array("f", [logprob]),
         1.0,
         True,
-        0.0,
+        lo=array("d", [-math.inf]),
+        hi=array("d", [math.inf]),
     )
 
 
@@ -133,32 +190,79 @@ def _store_sampled(
     index = torch.tensor(rows, device=batch_probs.device)
     probs = batch_probs if whole else batch_probs.index_select(0, index)
     block_cdf = cdf[1] if whole else cdf[1].index_select(0, index)
-    num_rows, vocab = probs.shape
-    device = probs.device
-    blocks = block_cdf.shape[1]
-    base = torch.cat([torch.zeros_like(block_cdf[:, :1]), block_cdf[:, :-1]], dim=1)
     kept_mask = probs > 0
-    support = kept_mask.sum(dim=-1)
-    complete = (support <= MAX_STORED_TOKENS).tolist()
-    # (row, id) of every kept token, in (row, id) order.
+    complete = (kept_mask.sum(dim=-1) <= MAX_STORED_TOKENS).tolist()
+    lse_t = torch.tensor(lse, device=probs.device, dtype=logits.dtype)
+    out: dict[int, StoredDistribution] = {}
     full = [i for i, c in enumerate(complete) if c]
-    pairs = []
     if full:
-        nz = torch.nonzero(kept_mask if len(full) == num_rows else kept_mask[full])
-        pairs.append(torch.stack([torch.tensor(full, device=device)[nz[:, 0]], nz[:, 1]], 1))
+        out.update(_store_complete(probs, kept_mask, block_cdf, logits, index, lse_t, full))
     head = [i for i, c in enumerate(complete) if not c]
     if head:
-        top = torch.topk(probs[head], MAX_STORED_TOKENS, dim=-1)
-        mass = top.values.to(torch.float64).cumsum(dim=-1)
-        total = block_cdf[head, -1:]
-        keep = ((mass < HEAD_MASS * total).sum(dim=-1) + 1).clamp(max=MAX_STORED_TOKENS)
-        take = torch.arange(MAX_STORED_TOKENS, device=device)[None, :] < keep[:, None]
-        rows = torch.tensor(head, device=device)[:, None].expand_as(top.indices)
-        pairs.append(torch.stack([rows[take], top.indices[take]], 1))
-    pair = torch.cat(pairs)
-    pair = pair[torch.argsort(pair[:, 0] * vocab + pair[:, 1])]
-    row, ids = pair[:, 0], pair[:, 1]
+        out.update(_store_head(probs, block_cdf, logits, index, lse_t, head))
+    return [out[i] for i in range(len(rows))]
+
+
+def _store_complete(
+    probs: torch.Tensor,
+    kept_mask: torch.Tensor,
+    block_cdf: torch.Tensor,
+    logits: torch.Tensor,
+    index: torch.Tensor,
+    lse: torch.Tensor,
+    full: list[int],
+) -> dict[int, StoredDistribution]:
+    """Rows whose whole support is kept: its values now, the intervals on first use."""
+    device = probs.device
+    rows = torch.tensor(full, device=device)
+    nz = torch.nonzero(kept_mask if len(full) == probs.shape[0] else kept_mask[rows])
+    row, ids = rows[nz[:, 0]], nz[:, 1]  # row-major: by row, then id
+    values = probs[row, ids]
+    logprob = logits[index[row], ids] - lse[row]
+    counts = torch.bincount(nz[:, 0], minlength=len(full)).tolist()
+    ids_l, values_l, lp_l = ids.tolist(), values.tolist(), logprob.tolist()
+    cdf_l = block_cdf[rows].tolist()
+    out, start = {}, 0
+    for j, r in enumerate(full):
+        end = start + counts[j]
+        out[r] = StoredDistribution(
+            array("i", ids_l[start:end]),
+            array("f", lp_l[start:end]),
+            cdf_l[j][-1],
+            True,
+            values=array("f", values_l[start:end]),
+            block_cdf=array("d", cdf_l[j]),
+        )
+        start = end
+    return out
+
+
+def _store_head(
+    probs: torch.Tensor,
+    block_cdf: torch.Tensor,
+    logits: torch.Tensor,
+    index: torch.Tensor,
+    lse: torch.Tensor,
+    head: list[int],
+) -> dict[int, StoredDistribution]:
+    """Rows with a support too large to keep: the most probable tokens, intervals now
+    (they need the running sums over the unkept tokens of the same blocks)."""
+    device = probs.device
+    vocab = probs.shape[1]
+    blocks = block_cdf.shape[1]
+    head_rows = torch.tensor(head, device=device)
+    top = torch.topk(probs[head_rows], MAX_STORED_TOKENS, dim=-1)
+    mass = top.values.to(torch.float64).cumsum(dim=-1)
+    keep = ((mass < HEAD_MASS * block_cdf[head_rows, -1:]).sum(dim=-1) + 1).clamp(
+        max=MAX_STORED_TOKENS
+    )
+    take = torch.arange(MAX_STORED_TOKENS, device=device)[None, :] < keep[:, None]
+    row = head_rows[:, None].expand_as(top.indices)[take]
+    ids = top.indices[take]
+    order = torch.argsort(row * vocab + ids)
+    row, ids = row[order], ids[order]
     block, offset = ids // CDF_BLOCK, ids % CDF_BLOCK
+    base = torch.cat([torch.zeros_like(block_cdf[:, :1]), block_cdf[:, :-1]], dim=1)
     # The running sums of the blocks that hold kept tokens only.
     needed, which = torch.unique(row * blocks + block, return_inverse=True)
     need_row, need_block = needed // blocks, needed % blocks
@@ -177,28 +281,23 @@ def _store_sampled(
     hi = torch.where(offset == last_kept[which], cdf, torch.minimum(hi, cdf))
     kept = lo < hi  # rounding can leave a token no target reaches
     row, ids, lo, hi = row[kept], ids[kept], lo[kept], hi[kept]
-    p = probs[row, ids].to(torch.float64)
-    norm = torch.zeros(num_rows, dtype=torch.float64, device=device).index_add_(0, row, p)
-    p = p / norm[row]
-    entropy = torch.zeros_like(norm).index_add_(0, row, -p * p.clamp_min(1e-300).log())
-    logprob = logits[index[row], ids] - torch.tensor(lse, device=device, dtype=logits.dtype)[row]
-    counts = torch.bincount(row, minlength=num_rows).tolist()
-    ids_l, lo_l, hi_l, lp_l = ids.tolist(), lo.tolist(), hi.tolist(), logprob.tolist()
-    totals, entropy_l = block_cdf[:, -1].tolist(), entropy.tolist()
-    out = []
+    logprob = logits[index[row], ids] - lse[row]
+    rows_l, ids_l = row.tolist(), ids.tolist()
+    lo_l, hi_l, lp_l = lo.tolist(), hi.tolist(), logprob.tolist()
+    totals = block_cdf[:, -1].tolist()
+    out: dict[int, StoredDistribution] = {}
     start = 0
-    for r in range(num_rows):
-        end = start + counts[r]
-        out.append(
-            StoredDistribution(
-                array("i", ids_l[start:end]),
-                array("d", lo_l[start:end]),
-                array("d", hi_l[start:end]),
-                array("f", lp_l[start:end]),
-                totals[r],
-                complete[r],
-                entropy_l[r],
-            )
+    for r in head:
+        end = start
+        while end < len(rows_l) and rows_l[end] == r:
+            end += 1
+        out[r] = StoredDistribution(
+            array("i", ids_l[start:end]),
+            array("f", lp_l[start:end]),
+            totals[r],
+            False,
+            lo=array("d", lo_l[start:end]),
+            hi=array("d", hi_l[start:end]),
         )
         start = end
     return out
