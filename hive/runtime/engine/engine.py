@@ -203,9 +203,7 @@ class Engine(AsyncServing):
         schedule = self.scheduler.schedule()
         finished += schedule.failed
         for req in schedule.failed:  # the scheduler finished them with "error"
-            self._stats.num_failed += 1
-            self.replay.finished(req)
-            self._record(req)
+            self._retire(req, failed=True)
         if schedule.items:
             finished += self._run(schedule)
             finished += self._walk_logits_cache()  # parked paths replay what this step stored
@@ -217,10 +215,18 @@ class Engine(AsyncServing):
             return []
         finished = self.replay.walk([*self.scheduler.running, *self.scheduler.waiting])
         for req in finished:
-            self._stats.num_finished += 1
-            self.replay.finished(req)
-            self._record(req)
+            self._retire(req)
         return finished
+
+    def _retire(self, req: Request, failed: bool = False) -> None:
+        """Count a request the scheduler just finished, release its Logits Cache claims,
+        keep it for the trace."""
+        if failed:
+            self._stats.num_failed += 1
+        else:
+            self._stats.num_finished += 1
+        self.replay.finished(req)
+        self._record(req)
 
     def _run(self, schedule: Any) -> list[Request]:
         items = schedule.items
@@ -265,9 +271,7 @@ class Engine(AsyncServing):
 
         finished = self.scheduler.commit(items, generation, take_token)
         for req in finished:
-            self._stats.num_finished += 1
-            self.replay.finished(req)
-            self._record(req)
+            self._retire(req)
         return finished
 
     def _check_finished(self, req: Request) -> bool:

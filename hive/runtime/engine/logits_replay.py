@@ -104,10 +104,11 @@ class LogitsReplay:
                 req.pending_uniform = u
                 self.cache.stats.tail_misses += 1
                 return False
-            self.cache.stats.hits += 1
-            if self._append(req, node, dist.ids[i], dist.logprobs[i]):
+            token = dist.ids[i]
+            req.lc_node = self.cache.child(node, token) if node.alive else None
+            if self._push(req, token, dist.logprobs[i]):
                 return True
-            node = req.lc_node
+            node = self._node(req)
         claimer = node.claim
         if (
             claimer is not None
@@ -121,11 +122,12 @@ class LogitsReplay:
             node.claim = req
         return False
 
-    def _append(self, req: Request, node: TrieNode, token: int, logprob: float) -> bool:
+    def _push(self, req: Request, token: int, logprob: float) -> bool:
+        """Append a token the model did not compute now; True if that finished `req`."""
         req.output_ids.append(token)
         if req.logprobs is not None:
             req.logprobs.append(logprob)
-        req.lc_node = self.cache.child(node, token) if node.alive else None
+        self.cache.stats.hits += 1
         return self.check_finished(req)
 
     def _node(self, req: Request) -> TrieNode:
@@ -145,11 +147,7 @@ class LogitsReplay:
         prefix, token, logprobs = choice
         self.cache.stats.branched += 1
         for t, logprob in zip([*prefix, token], logprobs, strict=True):
-            req.output_ids.append(t)
-            if req.logprobs is not None:
-                req.logprobs.append(logprob)
-            self.cache.stats.hits += 1
-            if self.check_finished(req):
+            if self._push(req, t, logprob):
                 return True
         return False
 

@@ -154,18 +154,17 @@ class Scheduler:
         req.num_kv, req.num_tree, req.tree_node = 0, 0, None
 
     def preempt(self, req: Request) -> None:
+        self.requeue(req)
+        self.stats.num_preemptions += 1
+
+    def requeue(self, req: Request) -> None:
+        """Send a running request back to admission, its K/V to the cache (where
+        admission finds it again, with whatever longer prefix the cache holds by then)."""
         self.running.remove(req)
         self.release(req)
         req.status = RequestStatus.WAITING
         self.waiting.append(req)
         self.waiting.sort(key=lambda r: r.rid)
-        self.stats.num_preemptions += 1
-
-    def requeue(self, req: Request) -> None:
-        """Send a running request back to admission (its K/V to the cache), so it takes
-        the longest cached prefix there; not a preemption."""
-        self.preempt(req)
-        self.stats.num_preemptions -= 1
 
     def abort(self, req: Request) -> None:
         """Stop `req` wherever it is (its caller gave up); its pages go back as on finish."""

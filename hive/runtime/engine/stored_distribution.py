@@ -164,9 +164,7 @@ def store_rows(
     base), so the bounds are the sampler's to the last bit. All rows at once: the
     running sums are computed only for the blocks that hold a kept token.
     """
-    whole = rows == list(range(logits.shape[0]))
-    picked = logits if whole else logits.index_select(0, torch.tensor(rows, device=logits.device))
-    lse = torch.logsumexp(picked, dim=-1).tolist()
+    lse = torch.logsumexp(_select_rows(logits, rows), dim=-1).tolist()
     sampled = [r for r, g in zip(rows, greedy, strict=True) if not g]
     by_row: dict[int, StoredDistribution] = {}
     if sampled:
@@ -179,6 +177,13 @@ def store_rows(
     ]
 
 
+def _select_rows(batch: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """`batch[rows]`, without a copy when `rows` is every row in order."""
+    if rows == list(range(batch.shape[0])):
+        return batch
+    return batch.index_select(0, torch.tensor(rows, device=batch.device))
+
+
 def _store_sampled(
     batch_probs: torch.Tensor,
     cdf: tuple[torch.Tensor, torch.Tensor],
@@ -186,10 +191,9 @@ def _store_sampled(
     rows: list[int],
     lse: list[float],
 ) -> list[StoredDistribution]:
-    whole = rows == list(range(batch_probs.shape[0]))
     index = torch.tensor(rows, device=batch_probs.device)
-    probs = batch_probs if whole else batch_probs.index_select(0, index)
-    block_cdf = cdf[1] if whole else cdf[1].index_select(0, index)
+    probs = _select_rows(batch_probs, rows)
+    block_cdf = _select_rows(cdf[1], rows)
     kept_mask = probs > 0
     complete = (kept_mask.sum(dim=-1) <= MAX_STORED_TOKENS).tolist()
     lse_t = torch.tensor(lse, device=probs.device, dtype=logits.dtype)
@@ -282,15 +286,13 @@ def _store_head(
     kept = lo < hi  # rounding can leave a token no target reaches
     row, ids, lo, hi = row[kept], ids[kept], lo[kept], hi[kept]
     logprob = logits[index[row], ids] - lse[row]
-    rows_l, ids_l = row.tolist(), ids.tolist()
-    lo_l, hi_l, lp_l = lo.tolist(), hi.tolist(), logprob.tolist()
+    counts = torch.bincount(row, minlength=probs.shape[0]).tolist()
+    ids_l, lo_l, hi_l, lp_l = ids.tolist(), lo.tolist(), hi.tolist(), logprob.tolist()
     totals = block_cdf[:, -1].tolist()
     out: dict[int, StoredDistribution] = {}
     start = 0
-    for r in head:
-        end = start
-        while end < len(rows_l) and rows_l[end] == r:
-            end += 1
+    for r in head:  # ascending, as `row` is sorted
+        end = start + counts[r]
         out[r] = StoredDistribution(
             array("i", ids_l[start:end]),
             array("f", lp_l[start:end]),
