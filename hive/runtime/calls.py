@@ -66,6 +66,7 @@ class AgentCaller:
         *,
         seed: int = 0,
         priorities: dict[str, int] | None = None,
+        contributions: dict[str, float] | None = None,
         max_tokens: int | None = None,
         prefix_groups: dict[int, str] | None = None,
         cache_modes: dict[int, str] | None = None,
@@ -76,6 +77,7 @@ class AgentCaller:
         self.trace = trace
         self.seed = seed
         self.priorities = priorities or {}
+        self.contributions = contributions or {}  # the plan's estimates: seed compute shares
         self.max_tokens = max_tokens  # a cap on every call's max_tokens (quick runs, CI)
         self.prefix_groups = prefix_groups or {}  # call node id -> the plan's prefix group
         self.cache_modes = cache_modes or {}  # call node id -> the plan's Logits Cache mode
@@ -157,7 +159,11 @@ class AgentCaller:
         record.prefix_group = call.prefix_group
         params = SamplingParams(**{**call.params.__dict__, "seed": seed, "n": 1})
         request = GenerationRequest(
-            call.messages, params, agent_id=call.agent, priority=self.priorities.get(call.agent, 0)
+            call.messages,
+            params,
+            agent_id=call.agent,
+            priority=self.priorities.get(call.agent, 0),
+            contribution=self.contributions.get(call.agent),
         )
         try:
             (completion,) = await self.engine_for(self._model(call.agent)).submit(request)

@@ -172,6 +172,7 @@ async def arun(
         trace,
         seed=seed,
         priorities=priorities,
+        contributions={name: p.contribution for name, p in plan.priorities.agents.items()},
         max_tokens=max_tokens,
         prefix_groups=plan.call_group(),
         cache_modes={c.target: c.mode for c in plan.graph.cache_nodes},

@@ -12,6 +12,22 @@ Hotspot agents: the top quarter (at least one) by prompt tokens, i.e.
 calls x prompt length, the agents whose prefixes are worth most to keep.
 Their hotspot miss rate is recomputed / reusable over their calls: 0 when
 every reusable prefix was still cached.
+
+Contribution (`AgentLedger.contributions`), what compute shares follow:
+
+    online(a) = prompt + output tokens (the work a's calls bring)
+              + prefix-cache hit tokens + Logits Cache replays (the work reuse saved it)
+              + recomputed tokens (what evictions cost it)
+    c(a) = (PRIOR_CALLS * plan(a) / sum plan + N * online(a) / sum online) / (PRIOR_CALLS + N)
+
+`plan(a)` is the compiler's static estimate (the `priorities` pass: expected
+calls, prefix size, critical path, fan-out), carried by a's requests; N is the
+number of calls admitted so far. So the plan decides while the engine has seen
+little, and what the engine sees takes over after a few dozen calls (a plan's
+estimate of loop exits and branches is a guess; the token counts are not).
+Agents the plan does not know start from 0 and earn their share online. Every
+term is a counter the engine keeps anyway; the whole map is recomputed at most
+once per admission (cached on `version`), in O(agents).
 """
 
 from __future__ import annotations
@@ -22,6 +38,7 @@ from hive.runtime.engine.prefix_history import PrefixHistory
 
 UNTAGGED = "(no agent)"
 HOTSPOT_SHARE = 0.25
+PRIOR_CALLS = 16  # the plan's estimate weighs as much as this many observed calls
 
 
 @dataclass
@@ -35,6 +52,9 @@ class AgentStats:
     prompts: int = 0  # distinct calls: the n samples of one prompt count once
     first_call: int = 0  # the ledger's prompt count at the agent's first and last calls
     last_call: int = 0
+    output_tokens: int = 0
+    logits_cache_hits: int = 0  # positions replayed from the Logits Cache
+    prior: float | None = None  # the plan's contribution estimate, when a request carried one
 
     @property
     def call_interval(self) -> float | None:
@@ -42,6 +62,17 @@ class AgentStats:
         if self.prompts < 2:
             return None
         return (self.last_call - self.first_call) / (self.prompts - 1)
+
+    @property
+    def online_value(self) -> int:
+        """Tokens the agent's calls brought, saved by reuse, and lost to eviction."""
+        return (
+            self.prompt_tokens
+            + self.output_tokens
+            + self.hit_tokens
+            + self.logits_cache_hits
+            + self.recomputed_tokens
+        )
 
     @property
     def miss_rate(self) -> float:
@@ -56,6 +87,8 @@ class AgentLedger:
         self.version = 0  # bumped on every admission: lets policies cache aggregates
         self.total_calls = 0  # requests admitted (every sample)
         self.total_prompts = 0  # distinct calls admitted (a prompt's n samples once)
+        self._contributions: dict[str, float] = {}
+        self._contributions_version = -1
 
     def of(self, agent_id: str | None) -> AgentStats:
         key = agent_id if agent_id is not None else UNTAGGED
@@ -90,6 +123,34 @@ class AgentLedger:
     def record_eviction(self, agent_ids: set[str], num_pages: int) -> None:
         for agent in agent_ids or {UNTAGGED}:
             self.of(agent).evicted_pages += num_pages
+
+    def record_prior(self, agent_id: str | None, contribution: float | None) -> None:
+        """The plan's estimate for `agent_id` (the latest one a request carried)."""
+        if contribution is not None:
+            stats = self.of(agent_id)
+            if stats.prior != contribution:
+                stats.prior = contribution
+                self.version += 1
+
+    def record_finish(self, agent_id: str | None, output_tokens: int) -> None:
+        self.of(agent_id).output_tokens += output_tokens
+
+    def contributions(self) -> dict[str, float]:
+        """c(a) for every agent seen (see the module docstring); sums to 1 when any is > 0."""
+        if self._contributions_version == self.version:
+            return self._contributions
+        agents = self.agents
+        prior_total = sum(s.prior or 0.0 for s in agents.values())
+        online_total = sum(s.online_value for s in agents.values())
+        k = PRIOR_CALLS if prior_total > 0 else 0
+        n = self.total_calls if online_total > 0 else 0
+        result = {}
+        for name, s in agents.items():
+            plan = (s.prior or 0.0) / prior_total if k else 0.0
+            online = s.online_value / online_total if n else 0.0
+            result[name] = (k * plan + n * online) / (k + n) if k + n else 0.0
+        self._contributions, self._contributions_version = result, self.version
+        return result
 
 
 def hotspot_agents(agents: dict[str, AgentStats], share: float = HOTSPOT_SHARE) -> list[str]:

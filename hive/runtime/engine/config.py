@@ -40,6 +40,7 @@ class EngineConfig:
     max_running_requests: int = 256
     max_context: int | None = None  # None: the model's max_position_embeddings
     eviction_policy: str = "lru"
+    admission: str = "shares"  # "shares": per-agent shares of slots and tokens; "fcfs"
     packed_weights: bool | None = None
     record_trace: bool = False  # keep (agent, prompt, output, arrival step) of every request
     logits_cache_mb: float = 256.0  # Logits Cache budget (requests opt in); 0 disables it
@@ -50,11 +51,13 @@ class EngineConfig:
         for name in ("kv_cache_tokens", "kv_cache_bytes", "max_context"):
             if getattr(self, name) is not None:
                 _require_int(name, getattr(self, name))
-        for name in ("device", "attention", "eviction_policy"):
+        for name in ("device", "attention", "eviction_policy", "admission"):
             if not isinstance(getattr(self, name), str):
                 raise EngineError(f"{name} must be a string, got {getattr(self, name)!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise EngineError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.admission not in ("shares", "fcfs"):
+            raise EngineError(f"admission must be 'shares' or 'fcfs', got {self.admission!r}")
         if self.page_size < 1:
             raise EngineError(f"page_size must be >= 1, got {self.page_size}")
         if self.max_batch_tokens < 1:

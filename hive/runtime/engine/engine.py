@@ -103,6 +103,7 @@ class Engine(AsyncServing):
             self._stats,
             config.max_batch_tokens,
             config.max_running_requests,
+            admission=config.admission,
         )
         self.sampler = Sampler()
         self.logits_cache = LogitsCache(int(config.logits_cache_mb * 2**20))
@@ -133,11 +134,17 @@ class Engine(AsyncServing):
         *,
         agent_id: str | None = None,
         priority: int = 0,
+        contribution: float | None = None,
         prompt_index: int = 0,
     ) -> list[Request]:
         """Validate and queue `params.n` requests for `prompt`; raise InvalidRequestError."""
         requests = self.make_requests(
-            prompt, params, agent_id=agent_id, priority=priority, prompt_index=prompt_index
+            prompt,
+            params,
+            agent_id=agent_id,
+            priority=priority,
+            contribution=contribution,
+            prompt_index=prompt_index,
         )
         for request in requests:
             self.scheduler.add(request)
@@ -150,6 +157,7 @@ class Engine(AsyncServing):
         *,
         agent_id: str | None = None,
         priority: int = 0,
+        contribution: float | None = None,
         prompt_index: int = 0,
     ) -> list[Request]:
         """Validate `prompt` and build its `params.n` requests without queueing them."""
@@ -158,6 +166,14 @@ class Engine(AsyncServing):
             raise InvalidRequestError(f"params must be SamplingParams, got {type(params).__name__}")
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise InvalidRequestError(f"priority must be an integer, got {priority!r}")
+        if contribution is not None and (
+            not isinstance(contribution, int | float)
+            or isinstance(contribution, bool)
+            or not 0 <= contribution < float("inf")
+        ):
+            raise InvalidRequestError(
+                f"contribution must be a number >= 0 (the plan's estimate), got {contribution!r}"
+            )
         if params.stop and self.tokenizer is None:
             raise InvalidRequestError("stop strings need a tokenizer; use stop_token_ids")
         ids = prompt_to_ids(prompt, self.tokenizer, self.args.vocab_size)
@@ -179,6 +195,7 @@ class Engine(AsyncServing):
                 (base_seed + i) % 2**63,
                 agent_id=agent_id,
                 priority=priority,
+                contribution=contribution,
                 sample_index=i,
                 prompt_index=prompt_index,
             )
@@ -363,6 +380,7 @@ class Engine(AsyncServing):
             list(req.prompt_ids),
             list(req.output_ids),
             priority=req.priority,
+            contribution=req.contribution,
             arrival=req.arrival_step,
             aborted_at=self._stats.num_steps if aborted else None,
             failed=req.finish_reason == "error",

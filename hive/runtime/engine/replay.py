@@ -110,6 +110,7 @@ def replay(
     page_size: int = 1,
     max_batch_tokens: int = 2048,
     max_running_requests: int = 256,
+    admission: str = "shares",
 ) -> ReplayResult:
     evictor: BaseEvictionPolicy
     evictor = BeladyPolicy(trace, page_size) if policy == "belady" else make_eviction_policy(policy)
@@ -117,7 +118,9 @@ def replay(
     cache = RadixCache(pool.allocator, page_size, evictor)
     stats = EngineStats()
     ledger = AgentLedger(page_size)
-    scheduler = Scheduler(pool, cache, stats, max_batch_tokens, max_running_requests, ledger)
+    scheduler = Scheduler(
+        pool, cache, stats, max_batch_tokens, max_running_requests, ledger, admission
+    )
 
     requests: dict[int, tuple[int, Request]] = {}  # rid -> (trace index, request)
     failed = 0
@@ -130,7 +133,14 @@ def replay(
         # for one more token so that the replay's scheduler fails it the same way.
         params = SamplingParams(max_tokens=len(t.output) + (1 if t.failed else 0) or 1,
                                 ignore_eos=True)  # fmt: skip
-        req = Request(list(t.prompt), params, 0, agent_id=t.agent, priority=t.priority)
+        req = Request(
+            list(t.prompt),
+            params,
+            0,
+            agent_id=t.agent,
+            priority=t.priority,
+            contribution=t.contribution,
+        )
         requests[req.rid] = (i, req)
         if t.aborted_at is not None:
             live[i] = req

@@ -18,6 +18,7 @@ class TraceRequest:
     output: list[int]
     wave: int = 0
     priority: int = 0
+    contribution: float | None = None
     arrival: int | None = None
     aborted_at: int | None = None  # the engine step count when its caller gave up
     failed: bool = False  # the scheduler failed it (it could never fit the pool)

@@ -45,6 +45,7 @@ class Request:
         "generator",
         "agent_id",
         "priority",
+        "contribution",
         "status",
         "pages",
         "_token_mirror",
@@ -75,6 +76,7 @@ class Request:
         *,
         agent_id: str | None = None,
         priority: int = 0,
+        contribution: float | None = None,
         sample_index: int = 0,
         prompt_index: int = 0,
     ) -> None:
@@ -86,6 +88,7 @@ class Request:
         self.generator.manual_seed(seed)
         self.agent_id = agent_id
         self.priority = priority
+        self.contribution = contribution  # the plan's estimate for its agent (compute shares)
         self.status = RequestStatus.WAITING
         self.pages = PageList()
         self._token_mirror = Int64Mirror()

@@ -11,13 +11,20 @@ re-admission may hit it) and they wait to be recomputed.
 A waiting request whose prompt shares a longer prefix with a request still
 prefilling than with the cache waits one step, so the shared part is
 computed once (N samples of one prompt, a common system prompt).
+
+Admission `shares` (the default) gives each agent with work its share of batch
+slots and prefill tokens by contribution before lending the rest
+(agent_shares.py); `fcfs` admits in arrival order only.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter
 from collections.abc import Callable
 from typing import NamedTuple
 
+from hive.runtime.engine.agent_shares import AgentShares, Entitlements, agent_key, is_starving
 from hive.runtime.engine.agent_stats import AgentLedger
 from hive.runtime.engine.errors import KVCacheTooSmallError
 from hive.runtime.engine.kv_pool import KVPool
@@ -66,6 +73,7 @@ class Scheduler:
         max_batch_tokens: int,
         max_running_requests: int,
         ledger: AgentLedger | None = None,
+        admission: str = "shares",
     ) -> None:
         self.pool = pool
         self.cache = cache
@@ -75,11 +83,15 @@ class Scheduler:
         cache.policy.bind(self.ledger, cache)
         self.max_batch_tokens = max_batch_tokens
         self.max_running_requests = max_running_requests
+        self.shares = (
+            AgentShares(self.ledger, max_running_requests) if admission == "shares" else None
+        )
         self.waiting: list[Request] = []
         self.running: list[Request] = []
 
     def add(self, request: Request) -> None:
         request.arrival_step = self.stats.num_steps  # for traces the replay can re-run
+        self.ledger.record_prior(request.agent_id, request.contribution)
         self.waiting.append(request)
 
     def has_work(self) -> bool:
@@ -173,6 +185,7 @@ class Scheduler:
             req.finish_reason = req.finish_reason or "abort"
 
     def finish(self, req: Request) -> None:
+        self.ledger.record_finish(req.agent_id, len(req.output_ids))
         if req in self.running:
             self.running.remove(req)
         elif req in self.waiting:
@@ -184,10 +197,16 @@ class Scheduler:
 
     def schedule(self) -> Schedule:
         budget = self.max_batch_tokens
-        preemptions_before = self.stats.num_preemptions
         items: list[ScheduledRequest] = []
         failed: list[Request] = []
         scheduled: set[int] = set()
+        entitled = None
+        reclaimed: set[int] = set()
+        if self.shares is not None:
+            entitled = self.shares.entitlements(self.running, self.waiting)
+            if entitled is not None:
+                reclaimed = self._reclaim_slots(entitled)
+        preemptions_before = self.stats.num_preemptions
 
         for req in list(self.running):
             if (
@@ -206,30 +225,30 @@ class Scheduler:
                 if victim.priority < req.priority:
                     victim.age += 1  # gave way to higher-priority work: aging
                 self.preempt(victim)
+                if entitled is not None:
+                    entitled.running[agent_key(victim)] -= 1
             else:
                 items.append(ScheduledRequest(req, req.num_kv, 1, True))
                 scheduled.add(req.rid)
                 budget -= 1
                 continue
             self._fail_or_preempt(req, failed)
+            if entitled is not None and req.status is not RequestStatus.RUNNING:
+                entitled.running[agent_key(req)] -= 1
         num_decode = len(items)
 
-        for req in list(self.running):
-            if budget == 0:
-                break
-            if req.rid in scheduled or req.num_pending <= 1 or req.parked:
-                continue
-            n = self._reserve_upto(req, min(req.num_pending, budget))
-            if n == 0:
-                continue
-            items.append(ScheduledRequest(req, req.num_kv, n, n == req.num_pending))
-            scheduled.add(req.rid)
-            budget -= n
-
-        if self.stats.num_preemptions == preemptions_before:
-            # After a preemption the pool is short: admitting now would only take pages
-            # that the next decode step preempts again (thrashing).
-            self._admit(items, scheduled, budget)
+        # After a preemption the pool is short: admitting now would only take pages
+        # that the next decode step preempts again (thrashing).
+        admit = self.stats.num_preemptions == preemptions_before
+        if entitled is not None:
+            # First pass: each agent within its entitlement; then lend what is left.
+            entitled.set_prefill_budget(budget)
+            budget = self._extend_running(items, scheduled, budget, entitled)
+            if admit:
+                budget = self._admit(items, scheduled, budget, entitled)
+        budget = self._extend_running(items, scheduled, budget)
+        if admit:
+            self._admit(items, scheduled, budget, skip=reclaimed)
 
         if not items and self.running:
             victim = self._pick_victim(set())
@@ -245,17 +264,123 @@ class Scheduler:
             num_decode += len(one_token)
         return Schedule(items, num_decode, failed)
 
-    def _admit(self, items: list[ScheduledRequest], scheduled: set[int], budget: int) -> None:
+    def _reclaim_slots(self, entitled: Entitlements) -> set[int]:
+        """With every slot taken, give one back (per agent and step) to each agent
+        under its entitlement that has a request waiting: the youngest request of the
+        agent furthest over its own gives way. Returns the requests preempted (they are
+        not lent their slot again this step)."""
+        reclaimed: set[int] = set()
+        if len(self.running) < self.max_running_requests:
+            return reclaimed
+        asked: set[str] = set()
+        for req in self.waiting:
+            agent = agent_key(req)
+            if req.parked or agent in asked or not entitled.under_slots(agent):
+                continue
+            asked.add(agent)
+            over = entitled.over_agent()
+            if over is None:
+                break
+            victim = max((r for r in self.running if agent_key(r) == over), key=lambda r: r.rid)
+            self.preempt(victim)
+            self.stats.num_reclaimed_slots += 1
+            entitled.running[over] -= 1
+            reclaimed.add(victim.rid)
+        return reclaimed
+
+    def _extend_running(
+        self,
+        items: list[ScheduledRequest],
+        scheduled: set[int],
+        budget: int,
+        entitled: Entitlements | None = None,
+    ) -> int:
+        """Give running requests still computing tokens their next chunk, or a longer
+        one if this step already has a chunk of theirs; within each agent's token
+        entitlement when `entitled` is given. Returns the budget left."""
+        where = {item.request.rid: i for i, item in enumerate(items)}
+        for req in self.running:
+            if budget == 0:
+                break
+            index = where.get(req.rid)
+            if req.parked or (index is None and req.num_pending <= 1):
+                continue
+            granted = items[index].extend_len if index is not None else 0
+            want = min(req.num_pending - granted, budget)
+            if entitled is not None:
+                want = min(want, entitled.token_allowance(agent_key(req)))
+            if want <= 0:
+                continue
+            total = self._reserve_upto(req, granted + want)
+            if total <= granted:
+                continue
+            item = ScheduledRequest(req, req.num_kv, total, total == req.num_pending)
+            if index is None:
+                where[req.rid] = len(items)
+                items.append(item)
+                scheduled.add(req.rid)
+            else:
+                items[index] = item
+            if entitled is not None:
+                entitled.take(agent_key(req), total - granted)
+            budget -= total - granted
+        return budget
+
+    def _admission_order(self, entitled: Entitlements) -> list[Request]:
+        """The first pass's candidates: starving requests by arrival, then one request at
+        a time from the agent least served against its entitlement (running / slots),
+        in arrival order within an agent, while the agent is under its entitlement."""
+        step = self.stats.num_steps
+        starving = [r for r in self.waiting if not r.parked and is_starving(r, step)]
+        queues: dict[str, list[Request]] = {}
+        for req in self.waiting:
+            if not req.parked and not is_starving(req, step):
+                queues.setdefault(agent_key(req), []).append(req)
+        running = Counter(entitled.running)
+        order = list(starving)
+        for agent in starving:
+            running[agent_key(agent)] += 1
+        heap = [(running[a] / entitled.slots[a], i, a) for i, a in enumerate(queues)]
+        heapq.heapify(heap)
+        taken = dict.fromkeys(queues, 0)
+        while heap and len(order) < self.max_running_requests:
+            _, i, agent = heapq.heappop(heap)
+            if running[agent] >= entitled.slots[agent]:
+                continue
+            order.append(queues[agent][taken[agent]])
+            taken[agent] += 1
+            running[agent] += 1
+            if taken[agent] < len(queues[agent]):
+                heapq.heappush(heap, (running[agent] / entitled.slots[agent], i, agent))
+        return order
+
+    def _admit(
+        self,
+        items: list[ScheduledRequest],
+        scheduled: set[int],
+        budget: int,
+        entitled: Entitlements | None = None,
+        skip: set[int] = frozenset(),  # type: ignore[assignment]
+    ) -> int:
+        """Admit waiting requests into the running batch; returns the budget left. With
+        `entitled`, only the first pass's candidates, each within its agent's tokens."""
         ps = self.pool.page_size
         # Requests still computing their prompt: a waiting request that shares more
         # whole pages with one of them than the cache holds waits a step, so the
         # shared pages are computed once (N samples of a prompt, a common system prompt).
         inflight = [r for r in self.running if r.num_pending > 1]
-        for req in list(self.waiting):
+        candidates = self._admission_order(entitled) if entitled is not None else list(self.waiting)
+        step = self.stats.num_steps
+        for req in candidates:
             if budget == 0 or len(self.running) >= self.max_running_requests:
                 break
-            if req.parked:
-                continue  # waits for a request computing its Logits Cache node
+            if req.parked or req.rid in skip:
+                continue  # parked: waits for a request computing its Logits Cache node
+            cap = budget
+            if entitled is not None and not is_starving(req, step):
+                cap = min(cap, entitled.token_allowance(agent_key(req)))
+                if cap <= 0:
+                    continue
             tokens = req.tokens
             # Recorded as a hit only on admission: a deferred request matches every step.
             match = self.cache.match_prefix(tokens[:-1], record=False)
@@ -269,7 +394,7 @@ class Scheduler:
             req.pages.reset(match.page_ids)
             req.num_kv = req.num_tree = match.num_tokens
             req.tree_node = match.node
-            n = self._reserve_upto(req, min(req.num_pending, budget))
+            n = self._reserve_upto(req, min(req.num_pending, cap))
             if n == 0:
                 self.release(req)
                 break
@@ -290,6 +415,10 @@ class Scheduler:
             scheduled.add(req.rid)
             inflight.append(req)
             budget -= n
+            if entitled is not None:
+                entitled.running[agent_key(req)] += 1
+                entitled.take(agent_key(req), n)
+        return budget
 
     def _pick_victim(self, exclude: set[int]) -> Request | None:
         """The running request to preempt: lowest effective priority, then youngest.

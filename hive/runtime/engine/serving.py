@@ -42,6 +42,7 @@ class GenerationRequest:
     params: SamplingParams = SamplingParams()
     agent_id: str | None = None
     priority: int = 0
+    contribution: float | None = None  # the plan's estimate for the agent (compute shares)
 
 
 class AsyncServing:
@@ -69,7 +70,11 @@ class AsyncServing:
         """
         loop = asyncio.get_running_loop()
         requests = self.make_requests(  # validates: raises before anything is queued
-            request.prompt, request.params, agent_id=request.agent_id, priority=request.priority
+            request.prompt,
+            request.params,
+            agent_id=request.agent_id,
+            priority=request.priority,
+            contribution=request.contribution,
         )
         futures = []
         for req in requests:

@@ -13,6 +13,7 @@ class EngineStats:
     num_prefix_hit_tokens: int = 0
     num_evicted_pages: int = 0
     num_preemptions: int = 0
+    num_reclaimed_slots: int = 0  # preemptions that gave an agent back its share of slots
     num_finished: int = 0
     num_failed: int = 0
     forward_seconds: float = 0.0
