@@ -231,6 +231,13 @@ def run_command(
             help="KV-cache eviction policy: lru, lfu, agent (contribution-weighted) or workflow (next call first)."
         ),
     ] = "lru",
+    admission: Annotated[
+        str,
+        typer.Option(
+            help="Batch admission: shares (each agent's slots and prefill tokens by its "
+            "contribution, unused share lent) or fcfs (arrival order)."
+        ),
+    ] = "shares",
     max_tokens: Annotated[
         int | None, typer.Option(help="Cap every call's max_tokens (quick runs).")
     ] = None,
@@ -265,6 +272,7 @@ def run_command(
             trace_path=trace,
             engine_options={
                 "eviction_policy": policy,
+                "admission": admission,
                 "logits_cache_mb": logits_cache_mb,
                 **({"dtype": dtype} if dtype else {}),
             },
@@ -371,7 +379,8 @@ def bench_agents(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     model: Annotated[str | None, typer.Option(help="Model to run on.")] = None,
 ) -> None:
-    """Eviction policies (lru, lfu, agent, workflow; belady offline) on multi-agent workloads."""
+    """Agent-aware scheduling on multi-agent workloads: lru eviction with fcfs admission (the
+    baseline) against lru, lfu, agent, workflow eviction with per-agent shares; belady offline."""
     import json
 
     try:

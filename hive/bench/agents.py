@@ -1,28 +1,38 @@
-"""`hive bench agents`: KV-cache eviction policies on multi-agent workloads, on the model.
+"""`hive bench agents`: agent-aware scheduling on multi-agent workloads, on the model.
 
-Three workloads, each a generated spec run by the executor on the default model
+Four workloads, each a generated spec run by the executor on the default model
 (replies capped at a few tokens: the point is the prefixes, not the answers):
 
 - `coordinator`: a coordinator (1,200-token system prompt) every round and seven
   workers (300-1,500-token system prompts) at skewed rates (every round, every
   2nd, 3rd, 4th, and three once), ten rounds;
 - `pipeline`: a writer and a verifier in a loop (at most 4 tries), then an editor;
-- `copies`: six concurrent copies of the pipeline with different tasks.
+- `copies`: six concurrent copies of the pipeline with different tasks;
+- `burst`: a lead agent's chain of six calls (the critical path) while sixteen
+  spawned reader calls, each with its own 300-token document, arrive at once and
+  would take every batch slot (8) and prefill token; the pool holds everything,
+  so only admission matters here.
 
-The KV pool holds well under all the distinct prefixes: 3,000 tokens for the
-coordinator workload's ~7,500, and 1,750 for the pipeline's ~2,100 (its three
-agents never fit together, so one prefix must give way at every call). Per policy (lru, lfu, agent, workflow) the engine runs the
-workload with its trace recorded; `belady` replays that trace offline (the replay
-reproduces the engine's own counters, a test checks it). Printed per policy:
-hotspot miss rate (hotspots: the top quarter of agents by prompt tokens), its
-reduction against lru, prefix hit rate, recomputed prefill tokens, wall time, and
-whether the outputs are the same for every policy (they must be: the engine's
-determinism contract).
+The KV pool holds well under all the distinct prefixes in the first three: 3,000
+tokens for the coordinator workload's ~7,500, and 1,750 for the pipeline's ~2,100
+(its three agents never fit together, so one prefix must give way at every call).
+
+Configurations, each on a fresh engine with its trace recorded: `lru+fcfs` (an
+agent-unaware engine: LRU eviction, first-come-first-served admission, the
+baseline), then `lru`, `lfu`, `agent`, `workflow` eviction with agent-aware
+admission (per-agent shares of slots and prefill tokens); `belady` replays the
+baseline's trace offline with the optimal eviction for it (the replay reproduces
+the engine's own counters; the report says whether it did). Printed per
+configuration: hotspot miss rate (hotspots: the top quarter of agents by prompt
+tokens), its reduction against the baseline, prefix hit rate, recomputed prefill
+tokens, wall time and its ratio to the baseline, and whether the outputs are the
+same for every configuration (they must be: the engine's determinism contract).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +45,11 @@ from hive.runtime.engine.engine import Engine
 from hive.runtime.engine.replay import replay
 from hive.runtime.run import arun
 
-POLICIES = ("lru", "lfu", "agent", "workflow")
+POLICIES = ("lru", "lfu", "agent", "workflow")  # with agent-aware admission
+BASELINE = "lru+fcfs"  # the agent-unaware engine
+CONFIGS = {BASELINE: ("lru", "fcfs"), **{p: (p, "shares") for p in POLICIES}}
 MAX_TOKENS = 6
+READER_TOKENS = 12  # the burst's readers write longer replies: they hold their slots
 
 
 @dataclass(frozen=True)
@@ -46,13 +59,14 @@ class Workload:
     inputs: list[dict[str, Any]]
     kv_cache_tokens: int
     prefix_tokens: int  # distinct system-prompt tokens of all agents
+    max_running_requests: int = 256
 
 
-def _agent(system: str, prompt: str) -> str:
+def _agent(system: str, prompt: str, max_tokens: int = MAX_TOKENS) -> str:
     indented = "\n".join("      " + line for line in system.splitlines() or [""])
     return (
         f"    system: |\n{indented}\n    prompt: {prompt!r}\n"
-        f"    sampling: {{temperature: 0.7, max_tokens: {MAX_TOKENS}}}\n"
+        f"    sampling: {{temperature: 0.7, max_tokens: {max_tokens}}}\n"
     )
 
 
@@ -101,16 +115,47 @@ def pipeline_spec(tokenizer: Any) -> tuple[str, int]:
     return _spec("bench-pipeline", agents, flow), sum(sizes.values())
 
 
-def _spec(name: str, agents: str, flow: str) -> str:
+NUM_READERS = 16
+DOCUMENT_TOKENS = 300
+
+
+def burst_spec(tokenizer: Any) -> tuple[str, int]:
+    lead = "You are the lead engineer. " + system_prompt(tokenizer, 600)
+    reader = "You are a reader. Summarise the document in one line."
+    agents = "  lead:\n" + _agent(lead, "Task: {{ task }} Notes so far: {{ notes }}")
+    agents += "  reader:\n" + _agent(reader, "Document: {{ doc }}", READER_TOKENS)
+    spawns = "".join(f"h{i} = spawn reader(doc=docs[{i}])\n" for i in range(NUM_READERS))
+    handles = ", ".join(f"h{i}" for i in range(NUM_READERS))
+    flow = (
+        spawns + 'notes = ""\nrepeat 8:\n    notes = lead(task, notes=notes).text\n'
+        f"done = join({handles})\nreturn {{notes: notes}}\n"
+    )
+    return _spec("bench-burst", agents, flow, {"docs": "list[string]"}), 600
+
+
+def documents(tokenizer: Any) -> list[str]:
+    """NUM_READERS distinct documents of about DOCUMENT_TOKENS tokens each."""
+    text = system_prompt(tokenizer, DOCUMENT_TOKENS * NUM_READERS)
+    ids = tokenizer(text)["input_ids"]
+    return [
+        f"Report {i}. " + tokenizer.decode(ids[i * DOCUMENT_TOKENS : (i + 1) * DOCUMENT_TOKENS])
+        for i in range(NUM_READERS)
+    ]
+
+
+def _spec(name: str, agents: str, flow: str, extra_inputs: dict[str, str] | None = None) -> str:
     indented = "".join("  " + line + "\n" for line in flow.splitlines())
-    return f"hive: 1\nname: {name}\ninputs:\n  task: string\nagents:\n{agents}flow: |\n{indented}"
+    inputs = "".join(f"  {k}: {v}\n" for k, v in {"task": "string", **(extra_inputs or {})}.items())
+    return f"hive: 1\nname: {name}\ninputs:\n{inputs}agents:\n{agents}flow: |\n{indented}"
 
 
 def build_workloads(tokenizer: Any) -> list[Workload]:
     coord, coord_prefix = coordinator_spec(tokenizer)
     pipe, pipe_prefix = pipeline_spec(tokenizer)
+    burst, burst_prefix = burst_spec(tokenizer)
     coord_plan = compile_loaded(load_spec_text(coord, "bench-coordinator.yaml")).plan
     pipe_plan = compile_loaded(load_spec_text(pipe, "bench-pipeline.yaml")).plan
+    burst_plan = compile_loaded(load_spec_text(burst, "bench-burst.yaml")).plan
     tasks = ["a UART", "an 8-bit counter", "a FIFO", "an SPI master", "a PWM block", "a timer"]
     # Pools: about 40% of the coordinator workload's distinct prefixes; for the pipeline,
     # room for the writer's prefix plus one more call (not for all three agents).
@@ -118,44 +163,59 @@ def build_workloads(tokenizer: Any) -> list[Workload]:
         Workload("coordinator", coord_plan, [{"task": "a UART"}], 3000, coord_prefix),
         Workload("pipeline", pipe_plan, [{"task": "a FIFO"}], 1750, pipe_prefix),
         Workload("copies", pipe_plan, [{"task": t} for t in tasks], 1750, pipe_prefix),
+        Workload("burst", burst_plan, [{"task": "a UART", "docs": documents(tokenizer)}],
+                 16384, burst_prefix, max_running_requests=8),
     ]  # fmt: skip
 
 
-async def _run(engine: Engine, w: Workload) -> list[dict[str, Any]]:
+async def _run(engine: Engine, w: Workload) -> tuple[list[dict[str, Any]], float]:
+    """The outputs, and the mean latency of a call of the plan's top contributor."""
     results = await asyncio.gather(
-        *(arun(w.plan, inputs, engine=engine, seed=0, max_tokens=MAX_TOKENS) for inputs in w.inputs)
+        *(arun(w.plan, inputs, engine=engine, seed=0) for inputs in w.inputs)
     )
-    return [r.outputs for r in results]
+    agents = w.plan.priorities.agents
+    top = max(agents, key=lambda a: agents[a].contribution)
+    latencies = [c.end - c.start for r in results for c in r.calls if c.agent == top]
+    return [r.outputs for r in results], sum(latencies) / len(latencies)
+
+
+def _figures(agents: dict[str, Any], hot: list[str]) -> dict[str, Any]:
+    prompt = sum(a.prompt_tokens for a in agents.values())
+    return {
+        "hotspot_miss_rate": hotspot_miss_rate(agents, hot),
+        "prefix_hit_rate": sum(a.hit_tokens for a in agents.values()) / prompt if prompt else 0,
+        "recomputed_tokens": sum(a.recomputed_tokens for a in agents.values()),
+        "hotspots": hot,
+        "calls": sum(a.calls for a in agents.values()),
+    }
 
 
 def run_workload(hf: Any, tokenizer: Any, w: Workload) -> dict[str, Any]:
-    row: dict[str, Any] = {"kv_cache_tokens": w.kv_cache_tokens, "prefix_tokens": w.prefix_tokens}
+    agents = w.plan.priorities.agents
+    row: dict[str, Any] = {
+        "kv_cache_tokens": w.kv_cache_tokens,
+        "prefix_tokens": w.prefix_tokens,
+        "top_agent": max(agents, key=lambda a: agents[a].contribution),
+    }
     outputs = {}
-    trace = None
-    for policy in POLICIES:
+    traces = {}
+    for name, (policy, admission) in CONFIGS.items():
         engine = Engine.from_hf(
             hf, tokenizer, kv_cache_tokens=w.kv_cache_tokens, eviction_policy=policy,
-            record_trace=True,
+            admission=admission, max_running_requests=w.max_running_requests, record_trace=True,
         )  # fmt: skip
         started = time.perf_counter()
-        outputs[policy] = asyncio.run(_run(engine, w))
+        outputs[name], latency = asyncio.run(_run(engine, w))
         seconds = time.perf_counter() - started
         agents = engine.agent_stats()
-        hot = hotspot_agents(agents)
-        prompt = sum(a.prompt_tokens for a in agents.values())
-        row[policy] = {
-            "hotspot_miss_rate": hotspot_miss_rate(agents, hot),
-            "prefix_hit_rate": sum(a.hit_tokens for a in agents.values()) / prompt if prompt else 0,
-            "recomputed_tokens": sum(a.recomputed_tokens for a in agents.values()),
-            "seconds": seconds,
-            "hotspots": hot,
-            "calls": sum(a.calls for a in agents.values()),
-        }
-        if policy == "lru":
-            trace = engine.recorded_trace()
-    assert trace is not None
-    offline = replay(trace, kv_cache_tokens=w.kv_cache_tokens, policy="belady")
-    confirm = replay(trace, kv_cache_tokens=w.kv_cache_tokens, policy="lru")
+        row[name] = {**_figures(agents, hotspot_agents(agents)), "seconds": seconds}
+        row[name]["top_agent_call_seconds"] = latency
+        row[name]["reclaimed_slots"] = engine.stats()["num_reclaimed_slots"]
+        traces[name] = engine.recorded_trace()
+        del engine
+        gc.collect()
+    options = {"kv_cache_tokens": w.kv_cache_tokens, "max_running_requests": w.max_running_requests}
+    offline = replay(traces[BASELINE], policy="belady", admission="fcfs", **options)
     row["belady"] = {
         "hotspot_miss_rate": offline.hotspot_miss_rate,
         "prefix_hit_rate": offline.prefix_hit_rate,
@@ -163,11 +223,22 @@ def run_workload(hf: Any, tokenizer: Any, w: Workload) -> dict[str, Any]:
         "seconds": None,
         "hotspots": offline.hotspots,
     }
-    row["replay_matches_engine"] = confirm.recomputed_tokens == row["lru"]["recomputed_tokens"]
-    lru = row["lru"]["hotspot_miss_rate"]
-    for policy in (*POLICIES, "belady"):
-        row[policy]["reduction_vs_lru"] = 1 - row[policy]["hotspot_miss_rate"] / lru if lru else 0.0
-    row["outputs_identical"] = all(outputs[p] == outputs["lru"] for p in POLICIES)
+    row["replay_matches_engine"] = all(
+        replay(traces[name], policy=policy, admission=admission, **options).recomputed_tokens
+        == row[name]["recomputed_tokens"]
+        for name, (policy, admission) in CONFIGS.items()
+        if policy == "lru"
+    )
+    base = row[BASELINE]
+    for name in (*CONFIGS, "belady"):
+        r = row[name]
+        r["reduction_vs_baseline"] = (
+            1 - r["hotspot_miss_rate"] / base["hotspot_miss_rate"]
+            if base["hotspot_miss_rate"]
+            else 0.0
+        )
+        r["speedup_vs_baseline"] = base["seconds"] / r["seconds"] if r["seconds"] else None
+    row["outputs_identical"] = all(outputs[name] == outputs[BASELINE] for name in CONFIGS)
     return row
 
 
@@ -187,16 +258,22 @@ def format_report(results: dict[str, Any]) -> str:
     for name, row in results["workloads"].items():
         lines.append(
             f"{name}: pool {row['kv_cache_tokens']} tokens for {row['prefix_tokens']} prefix "
-            f"tokens; outputs identical across policies: {row['outputs_identical']}; "
-            f"replay matches engine: {row['replay_matches_engine']}"
+            f"tokens; outputs identical across configurations: {row['outputs_identical']}; "
+            f"replay matches engine: {row['replay_matches_engine']}; top contributor "
+            f"(plan): {row['top_agent']}"
         )
-        lines.append(f"  {'policy':9} {'hotspot miss':>12} {'vs lru':>7} {'prefix hit':>10} "
-                     f"{'recomputed':>10} {'wall s':>7}")  # fmt: skip
-        for policy in (*POLICIES, "belady"):
-            r = row[policy]
+        lines.append(f"  {'config':9} {'hotspot miss':>12} {'vs base':>7} {'prefix hit':>10} "
+                     f"{'recomputed':>10} {'wall s':>7} {'speedup':>7} {'top call s':>10}")  # fmt: skip
+        for config in (*CONFIGS, "belady"):
+            r = row[config]
             wall = f"{r['seconds']:7.2f}" if r["seconds"] is not None else "  (off)"
+            speedup = r.get("speedup_vs_baseline")
+            ratio = f"{speedup:6.2f}x" if speedup else ""
+            call = r.get("top_agent_call_seconds")
+            call_s = f"{call:10.2f}" if call is not None else ""
             lines.append(
-                f"  {policy:9} {r['hotspot_miss_rate']:12.3f} {-r['reduction_vs_lru']:+7.0%} "
-                f"{r['prefix_hit_rate']:10.3f} {r['recomputed_tokens']:10d} {wall}"
+                f"  {config:9} {r['hotspot_miss_rate']:12.3f} {-r['reduction_vs_baseline']:+7.0%} "
+                f"{r['prefix_hit_rate']:10.3f} {r['recomputed_tokens']:10d} {wall} {ratio:>7} "
+                f"{call_s}"
             )
     return "\n".join(lines)

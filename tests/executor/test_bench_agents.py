@@ -1,6 +1,6 @@
 """The `hive bench agents` workloads compile to the intended call patterns (no model)."""
 
-from hive.bench.agents import POLICIES, build_workloads, format_report
+from hive.bench.agents import BASELINE, CONFIGS, NUM_READERS, build_workloads, format_report
 
 
 class WordTokenizer:
@@ -14,7 +14,7 @@ class WordTokenizer:
 
 
 def test_workloads_compile_with_the_intended_calls():
-    coord, pipe, copies = build_workloads(WordTokenizer())
+    coord, pipe, copies, burst = build_workloads(WordTokenizer())
     calls = {a: p.max_calls for a, p in coord.plan.priorities.agents.items()}
     assert calls["coordinator"] == 10 and calls["w0"] == 10
     assert len(calls) == 8 and coord.kv_cache_tokens < coord.prefix_tokens / 2
@@ -22,15 +22,32 @@ def test_workloads_compile_with_the_intended_calls():
         "writer": 4, "verifier": 4, "editor": 1,
     }  # fmt: skip
     assert len(copies.inputs) == 6 and copies.plan is pipe.plan
+    # The burst: the lead's chain is the critical path and its top contributor; the
+    # readers outnumber the batch slots.
+    burst_agents = burst.plan.priorities.agents
+    assert burst_agents["lead"].critical and burst_agents["reader"].max_calls == NUM_READERS
+    assert burst_agents["lead"].contribution > burst_agents["reader"].contribution
+    assert burst.max_running_requests < NUM_READERS
+    assert len(burst.inputs[0]["docs"]) == NUM_READERS
 
 
-def test_report_lists_every_policy_and_belady():
-    policy = {"hotspot_miss_rate": 0.5, "prefix_hit_rate": 0.4, "recomputed_tokens": 10,
-              "seconds": 1.0, "hotspots": ["a"], "reduction_vs_lru": 0.0}  # fmt: skip
-    row = {p: dict(policy) for p in POLICIES}
-    row["belady"] = {**policy, "seconds": None, "reduction_vs_lru": 1.0}
+def test_the_baseline_is_the_agent_unaware_engine():
+    assert CONFIGS[BASELINE] == ("lru", "fcfs")
+    assert all(
+        admission == "shares" for name, (_, admission) in CONFIGS.items() if name != BASELINE
+    )
+
+
+def test_report_lists_every_configuration_and_belady():
+    config = {"hotspot_miss_rate": 0.5, "prefix_hit_rate": 0.4, "recomputed_tokens": 10,
+              "seconds": 2.0, "hotspots": ["a"], "reduction_vs_baseline": 0.0,
+              "speedup_vs_baseline": 1.25, "top_agent_call_seconds": 0.5}  # fmt: skip
+    row = {name: dict(config) for name in CONFIGS}
+    row["belady"] = {**config, "seconds": None, "reduction_vs_baseline": 1.0,
+                     "speedup_vs_baseline": None, "top_agent_call_seconds": None}  # fmt: skip
     row.update(kv_cache_tokens=100, prefix_tokens=300, outputs_identical=True,
-               replay_matches_engine=True)  # fmt: skip
+               replay_matches_engine=True, top_agent="lead")  # fmt: skip
     text = format_report({"machine": "m", "workloads": {"w": row}})
-    assert "outputs identical across policies: True" in text
-    assert all(f"  {p} " in text for p in (*POLICIES, "belady")) and "(off)" in text
+    assert "outputs identical across configurations: True" in text
+    assert all(f"  {name} " in text for name in (*CONFIGS, "belady")) and "(off)" in text
+    assert "1.25x" in text and "top contributor (plan): lead" in text

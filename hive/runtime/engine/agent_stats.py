@@ -54,7 +54,6 @@ class AgentStats:
     last_call: int = 0
     output_tokens: int = 0
     logits_cache_hits: int = 0  # positions replayed from the Logits Cache
-    prior: float | None = None  # the plan's contribution estimate, when a request carried one
 
     @property
     def call_interval(self) -> float | None:
@@ -87,6 +86,9 @@ class AgentLedger:
         self.version = 0  # bumped on every admission: lets policies cache aggregates
         self.total_calls = 0  # requests admitted (every sample)
         self.total_prompts = 0  # distinct calls admitted (a prompt's n samples once)
+        # The plan's estimate per agent, from its requests. Kept apart from `agents`
+        # (which holds agents once admitted: the hotspot rule counts those).
+        self.priors: dict[str, float] = {}
         self._contributions: dict[str, float] = {}
         self._contributions_version = -1
 
@@ -126,11 +128,10 @@ class AgentLedger:
 
     def record_prior(self, agent_id: str | None, contribution: float | None) -> None:
         """The plan's estimate for `agent_id` (the latest one a request carried)."""
-        if contribution is not None:
-            stats = self.of(agent_id)
-            if stats.prior != contribution:
-                stats.prior = contribution
-                self.version += 1
+        key = agent_id if agent_id is not None else UNTAGGED
+        if contribution is not None and self.priors.get(key) != contribution:
+            self.priors[key] = contribution
+            self.version += 1
 
     def record_finish(self, agent_id: str | None, output_tokens: int) -> None:
         self.of(agent_id).output_tokens += output_tokens
@@ -139,16 +140,17 @@ class AgentLedger:
         """c(a) for every agent seen (see the module docstring); sums to 1 when any is > 0."""
         if self._contributions_version == self.version:
             return self._contributions
-        agents = self.agents
-        prior_total = sum(s.prior or 0.0 for s in agents.values())
-        online_total = sum(s.online_value for s in agents.values())
+        agents, priors = self.agents, self.priors
+        prior_total = sum(priors.values())
+        online = {name: s.online_value for name, s in agents.items()}
+        online_total = sum(online.values())
         k = PRIOR_CALLS if prior_total > 0 else 0
         n = self.total_calls if online_total > 0 else 0
         result = {}
-        for name, s in agents.items():
-            plan = (s.prior or 0.0) / prior_total if k else 0.0
-            online = s.online_value / online_total if n else 0.0
-            result[name] = (k * plan + n * online) / (k + n) if k + n else 0.0
+        for name in agents.keys() | priors.keys():
+            plan = priors.get(name, 0.0) / prior_total if k else 0.0
+            seen = online.get(name, 0) / online_total if n else 0.0
+            result[name] = (k * plan + n * seen) / (k + n) if k + n else 0.0
         self._contributions, self._contributions_version = result, self.version
         return result
 
