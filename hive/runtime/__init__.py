@@ -1,6 +1,7 @@
 """Hive runtime: the inference engine (and, later, the plan executor)."""
 
 from hive.runtime.engine import (
+    AgentPrior,
     Completion,
     Engine,
     EngineConfig,
@@ -10,6 +11,7 @@ from hive.runtime.engine import (
 )
 
 __all__ = [
+    "AgentPrior",
     "Completion",
     "Engine",
     "EngineConfig",

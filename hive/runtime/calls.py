@@ -20,6 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from hive.compiler.spec import Agent, Spec
 from hive.errors import HiveError
+from hive.runtime.engine.agent_stats import AgentPrior
 from hive.runtime.engine.request import Completion
 from hive.runtime.engine.sampling_params import SamplingParams
 from hive.runtime.engine.serving import GenerationRequest
@@ -66,7 +67,7 @@ class AgentCaller:
         *,
         seed: int = 0,
         priorities: dict[str, int] | None = None,
-        contributions: dict[str, float] | None = None,
+        priors: dict[str, AgentPrior] | None = None,
         max_tokens: int | None = None,
         prefix_groups: dict[int, str] | None = None,
         cache_modes: dict[int, str] | None = None,
@@ -77,7 +78,7 @@ class AgentCaller:
         self.trace = trace
         self.seed = seed
         self.priorities = priorities or {}
-        self.contributions = contributions or {}  # the plan's estimates: seed compute shares
+        self.agent_priors = priors or {}  # the plan's estimates: seed shares and eviction
         self.max_tokens = max_tokens  # a cap on every call's max_tokens (quick runs, CI)
         self.prefix_groups = prefix_groups or {}  # call node id -> the plan's prefix group
         self.cache_modes = cache_modes or {}  # call node id -> the plan's Logits Cache mode
@@ -163,7 +164,7 @@ class AgentCaller:
             params,
             agent_id=call.agent,
             priority=self.priorities.get(call.agent, 0),
-            contribution=self.contributions.get(call.agent),
+            prior=self.agent_priors.get(call.agent),
         )
         try:
             (completion,) = await self.engine_for(self._model(call.agent)).submit(request)

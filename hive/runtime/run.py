@@ -22,6 +22,7 @@ from hive.compiler import compile_spec, load_plan, load_spec
 from hive.compiler.plan import Plan
 from hive.compiler.spec import _is_of_type
 from hive.runtime.calls import AgentCaller, EngineLike
+from hive.runtime.engine.agent_stats import AgentPrior
 from hive.runtime.errors import InputError, RunError
 from hive.runtime.interpreter import Interpreter
 from hive.runtime.trace import CallRecord, Trace
@@ -172,7 +173,10 @@ async def arun(
         trace,
         seed=seed,
         priorities=priorities,
-        contributions={name: p.contribution for name, p in plan.priorities.agents.items()},
+        priors={
+            name: AgentPrior(p.contribution, p.expected_calls, plan.priorities.expected_calls)
+            for name, p in plan.priorities.agents.items()
+        },
         max_tokens=max_tokens,
         prefix_groups=plan.call_group(),
         cache_modes={c.target: c.mode for c in plan.graph.cache_nodes},

@@ -10,7 +10,7 @@ from runtime_helpers import make_tiny
 
 from hive.runtime import Engine, SamplingParams
 from hive.runtime.engine.agent_shares import FLOOR, STARVE_STEPS, AgentShares
-from hive.runtime.engine.agent_stats import PRIOR_CALLS, AgentLedger
+from hive.runtime.engine.agent_stats import PRIOR_CALLS, AgentLedger, AgentPrior
 from hive.runtime.engine.errors import EngineError, InvalidRequestError
 from hive.runtime.engine.eviction import make_eviction_policy
 from hive.runtime.engine.kv_pool import KVPool
@@ -37,7 +37,8 @@ class Harness:
         rng = random.Random(seed)
         prompt = [rng.randrange(1, 500) for _ in range(prompt_len)]
         params = SamplingParams(max_tokens=max_tokens, ignore_eos=True)
-        req = Request(prompt, params, 0, agent_id=agent, contribution=contribution)
+        prior = AgentPrior(contribution) if contribution is not None else None
+        req = Request(prompt, params, 0, agent_id=agent, prior=prior)
         self.scheduler.add(req)
         return req
 
@@ -72,8 +73,8 @@ class Harness:
 
 def test_contribution_starts_from_the_plan_and_moves_to_what_the_engine_sees():
     ledger = AgentLedger(page_size=1)
-    ledger.record_prior("hot", 0.75)
-    ledger.record_prior("cold", 0.25)
+    ledger.record_prior("hot", AgentPrior(0.75))
+    ledger.record_prior("cold", AgentPrior(0.25))
     c = ledger.contributions()
     assert c == pytest.approx({"hot": 0.75, "cold": 0.25})
     # The engine then sees only "cold" work: after N calls the online share weighs N.
@@ -102,8 +103,8 @@ def test_contribution_counts_output_reuse_and_what_eviction_cost():
 
 def test_shares_follow_contribution_with_a_floor_for_every_agent_with_work():
     ledger = AgentLedger(page_size=1)
-    ledger.record_prior("hot", 1.0)
-    ledger.record_prior("cold", 0.0)
+    ledger.record_prior("hot", AgentPrior(1.0))
+    ledger.record_prior("cold", AgentPrior(0.0))
     shares = AgentShares(ledger, max_running_requests=10).shares({"hot", "cold"})
     assert shares["cold"] == pytest.approx(FLOOR / 2)
     assert shares["hot"] == pytest.approx(FLOOR / 2 + 1 - FLOOR)
@@ -229,9 +230,8 @@ def test_outputs_do_not_change_with_admission(tiny_llama):
             agent = "hot" if i % 3 == 0 else f"cold{i % 2}"
             prompt = [rng.randrange(5, 200) for _ in range(rng.randrange(10, 60))]
             params = SamplingParams(max_tokens=12, temperature=0.8, seed=i, ignore_eos=True)
-            reqs += engine.add_request(
-                prompt, params, agent_id=agent, contribution=0.6 if agent == "hot" else 0.2
-            )
+            prior = AgentPrior(0.6 if agent == "hot" else 0.2)
+            reqs += engine.add_request(prompt, params, agent_id=agent, prior=prior)
         while engine.has_unfinished():
             engine.step()
         results[admission] = [r.output_ids for r in reqs]
@@ -240,13 +240,17 @@ def test_outputs_do_not_change_with_admission(tiny_llama):
     assert results["fcfs"] == results["shares"]
 
 
-def test_bad_admission_and_contribution_are_clear_errors(tiny_llama):
+def test_bad_admission_and_priors_are_clear_errors(tiny_llama):
     with pytest.raises(EngineError, match="admission must be 'shares' or 'fcfs'"):
         Engine.from_hf(tiny_llama, kv_cache_tokens=256, admission="fair")
+    for bad in (-1, float("nan"), "high", True, float("inf")):
+        with pytest.raises(InvalidRequestError, match="AgentPrior.contribution must be a number"):
+            AgentPrior(bad)
+        with pytest.raises(InvalidRequestError, match="AgentPrior.expected_calls must be"):
+            AgentPrior(0.5, expected_calls=bad)
     engine = Engine.from_hf(tiny_llama, kv_cache_tokens=256)
-    for bad in (-1, float("nan"), "high", True):
-        with pytest.raises(InvalidRequestError, match="contribution must be a number >= 0"):
-            engine.add_request([1, 2, 3], agent_id="a", contribution=bad)
+    with pytest.raises(InvalidRequestError, match="prior must be an AgentPrior, got float"):
+        engine.add_request([1, 2, 3], agent_id="a", prior=0.5)
     # The engine keeps serving.
     (done,) = engine.generate([[1, 2, 3]], SamplingParams(max_tokens=2))
     assert len(done.token_ids) == 2

@@ -32,13 +32,45 @@ once per admission (cached on `version`), in O(agents).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from hive.runtime.engine.errors import InvalidRequestError
 from hive.runtime.engine.prefix_history import PrefixHistory
 
 UNTAGGED = "(no agent)"
 HOTSPOT_SHARE = 0.25
 PRIOR_CALLS = 16  # the plan's estimate weighs as much as this many observed calls
+
+
+@dataclass(frozen=True)
+class AgentPrior:
+    """What the plan estimates for an agent (the compiler's `priorities` pass), carried
+    by its requests: its contribution, its expected calls per run and the run's expected
+    calls of all agents (so its expected interval between calls is their ratio)."""
+
+    contribution: float
+    expected_calls: float | None = None
+    workflow_calls: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("contribution", "expected_calls", "workflow_calls"):
+            value = getattr(self, name)
+            if value is None and name != "contribution":
+                continue
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not (0 <= value < math.inf)
+            ):
+                raise InvalidRequestError(f"AgentPrior.{name} must be a number >= 0, got {value!r}")
+
+    @property
+    def call_interval(self) -> float | None:
+        """Expected calls of all agents between two of this one's; None if unknown."""
+        if not self.expected_calls or not self.workflow_calls:
+            return None
+        return max(1.0, self.workflow_calls / self.expected_calls)
 
 
 @dataclass
@@ -88,7 +120,7 @@ class AgentLedger:
         self.total_prompts = 0  # distinct calls admitted (a prompt's n samples once)
         # The plan's estimate per agent, from its requests. Kept apart from `agents`
         # (which holds agents once admitted: the hotspot rule counts those).
-        self.priors: dict[str, float] = {}
+        self.priors: dict[str, AgentPrior] = {}
         self._contributions: dict[str, float] = {}
         self._contributions_version = -1
 
@@ -126,11 +158,11 @@ class AgentLedger:
         for agent in agent_ids or {UNTAGGED}:
             self.of(agent).evicted_pages += num_pages
 
-    def record_prior(self, agent_id: str | None, contribution: float | None) -> None:
+    def record_prior(self, agent_id: str | None, prior: AgentPrior | None) -> None:
         """The plan's estimate for `agent_id` (the latest one a request carried)."""
         key = agent_id if agent_id is not None else UNTAGGED
-        if contribution is not None and self.priors.get(key) != contribution:
-            self.priors[key] = contribution
+        if prior is not None and self.priors.get(key) != prior:
+            self.priors[key] = prior
             self.version += 1
 
     def record_finish(self, agent_id: str | None, output_tokens: int) -> None:
@@ -141,14 +173,14 @@ class AgentLedger:
         if self._contributions_version == self.version:
             return self._contributions
         agents, priors = self.agents, self.priors
-        prior_total = sum(priors.values())
+        prior_total = sum(p.contribution for p in priors.values())
         online = {name: s.online_value for name, s in agents.items()}
         online_total = sum(online.values())
         k = PRIOR_CALLS if prior_total > 0 else 0
         n = self.total_calls if online_total > 0 else 0
         result = {}
         for name in agents.keys() | priors.keys():
-            plan = priors.get(name, 0.0) / prior_total if k else 0.0
+            plan = priors[name].contribution / prior_total if k and name in priors else 0.0
             seen = online.get(name, 0) / online_total if n else 0.0
             result[name] = (k * plan + n * seen) / (k + n) if k + n else 0.0
         self._contributions, self._contributions_version = result, self.version

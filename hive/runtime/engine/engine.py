@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from hive.runtime.engine.agent_stats import AgentStats
+from hive.runtime.engine.agent_stats import AgentPrior, AgentStats
 from hive.runtime.engine.attention import backend_class
 from hive.runtime.engine.config import DEFAULT_KV_TOKENS, EngineConfig, make_config
 from hive.runtime.engine.errors import EngineError, InvalidRequestError, KVCacheTooSmallError
@@ -134,7 +134,7 @@ class Engine(AsyncServing):
         *,
         agent_id: str | None = None,
         priority: int = 0,
-        contribution: float | None = None,
+        prior: AgentPrior | None = None,
         prompt_index: int = 0,
     ) -> list[Request]:
         """Validate and queue `params.n` requests for `prompt`; raise InvalidRequestError."""
@@ -143,7 +143,7 @@ class Engine(AsyncServing):
             params,
             agent_id=agent_id,
             priority=priority,
-            contribution=contribution,
+            prior=prior,
             prompt_index=prompt_index,
         )
         for request in requests:
@@ -157,7 +157,7 @@ class Engine(AsyncServing):
         *,
         agent_id: str | None = None,
         priority: int = 0,
-        contribution: float | None = None,
+        prior: AgentPrior | None = None,
         prompt_index: int = 0,
     ) -> list[Request]:
         """Validate `prompt` and build its `params.n` requests without queueing them."""
@@ -166,14 +166,8 @@ class Engine(AsyncServing):
             raise InvalidRequestError(f"params must be SamplingParams, got {type(params).__name__}")
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise InvalidRequestError(f"priority must be an integer, got {priority!r}")
-        if contribution is not None and (
-            not isinstance(contribution, int | float)
-            or isinstance(contribution, bool)
-            or not 0 <= contribution < float("inf")
-        ):
-            raise InvalidRequestError(
-                f"contribution must be a number >= 0 (the plan's estimate), got {contribution!r}"
-            )
+        if prior is not None and not isinstance(prior, AgentPrior):
+            raise InvalidRequestError(f"prior must be an AgentPrior, got {type(prior).__name__}")
         if params.stop and self.tokenizer is None:
             raise InvalidRequestError("stop strings need a tokenizer; use stop_token_ids")
         ids = prompt_to_ids(prompt, self.tokenizer, self.args.vocab_size)
@@ -195,7 +189,7 @@ class Engine(AsyncServing):
                 (base_seed + i) % 2**63,
                 agent_id=agent_id,
                 priority=priority,
-                contribution=contribution,
+                prior=prior,
                 sample_index=i,
                 prompt_index=prompt_index,
             )
@@ -380,7 +374,7 @@ class Engine(AsyncServing):
             list(req.prompt_ids),
             list(req.output_ids),
             priority=req.priority,
-            contribution=req.contribution,
+            prior=req.prior,
             arrival=req.arrival_step,
             aborted_at=self._stats.num_steps if aborted else None,
             failed=req.finish_reason == "error",

@@ -49,12 +49,33 @@ class LFUPolicy(BaseEvictionPolicy):
         return (node.hit_count, node.last_access)
 
 
-def may_be_reused(node: TreeNode) -> bool:
-    """Whether a node is worth protecting: it has been reused at least once. A node
-    never reused is most often one call's own suffix (its round's input, its output),
-    and protecting those wasted the pages that shared prefixes needed (measured on the
-    replay: worse than LRU everywhere); so is protecting every first prompt."""
-    return node.hit_count > 0
+def may_be_reused(node: TreeNode, ledger: AgentLedger | None = None) -> bool:
+    """Whether a node is worth protecting: it has been reused at least once, or (with
+    `ledger`) it is the first prompt of an agent the plan expects to call again (its
+    `AgentPrior.expected_calls` at least 2; a first prompt is still one node with its
+    call's own tail). A node never reused is most often one call's own suffix (its
+    round's input, its output), and protecting those wasted the pages that shared
+    prefixes needed (measured on the replay: worse than LRU everywhere); so is
+    protecting every first prompt without the plan's word that it comes back. Only
+    the workflow policy asks the plan: it ranks what it protects by the plan's
+    interval, while contribution-weighted recency would keep every such prompt alike
+    (measured: worse than LRU on the coordinator workload)."""
+    if node.hit_count > 0:
+        return True
+    if ledger is None:
+        return False
+    for agent_id in node.agent_ids:
+        prior = ledger.priors.get(agent_id)
+        stats = ledger.agents.get(agent_id)
+        if (
+            prior is not None
+            and prior.expected_calls is not None
+            and stats is not None
+            and stats.prompts == 1
+            and prior.expected_calls >= 2
+        ):
+            return True
+    return False
 
 
 class AgentPolicy(BaseEvictionPolicy):
@@ -98,7 +119,9 @@ class AgentPolicy(BaseEvictionPolicy):
 
     def key(self, node: TreeNode) -> Any:
         ledger, cache = self.ledger, self.cache
-        if ledger is None or cache is None or not node.agent_ids or not may_be_reused(node):
+        if ledger is None or cache is None or not node.agent_ids:
+            return node.last_access
+        if not may_be_reused(node):
             return node.last_access
         self._aggregates(ledger)
         calls = ledger.total_calls or 1
@@ -124,8 +147,10 @@ class WorkflowPolicy(BaseEvictionPolicy):
     An agent's next call is predicted from its own rhythm in the workflow: its last
     call plus its mean interval between calls (in calls of all agents, from the
     engine's AgentLedger). A node's distance is that of the soonest of its agents.
-    Agents seen once get the mean interval of the others (or the number of agents
-    before any is known: a workflow's second round looks like its first); an agent
+    Agents seen once get the plan's expected interval (the run's expected calls over
+    the agent's, `AgentPrior.call_interval`), else the mean interval of the others
+    (or the number of agents before any is known: a workflow's second round looks
+    like its first); an agent
     more than OVERDUE intervals late is not expected any more; the n samples of one
     prompt count as one call; nodes of no agent go first. Ties: least recently used.
     """
@@ -150,7 +175,7 @@ class WorkflowPolicy(BaseEvictionPolicy):
 
     def key(self, node: TreeNode) -> Any:
         ledger = self.ledger
-        if ledger is None or not node.agent_ids or not may_be_reused(node):
+        if ledger is None or not node.agent_ids or not may_be_reused(node, ledger):
             return (-float("inf"), node.last_access)
         self._aggregates(ledger)
         now = ledger.total_prompts
@@ -159,7 +184,12 @@ class WorkflowPolicy(BaseEvictionPolicy):
             stats = ledger.agents.get(agent_id)
             if stats is None or stats.prompts == 0:
                 continue
-            interval = stats.call_interval or self._default_interval
+            prior = ledger.priors.get(agent_id)
+            interval = (
+                stats.call_interval
+                or (prior.call_interval if prior is not None else None)
+                or self._default_interval
+            )
             if now - stats.last_call > OVERDUE * interval:
                 continue  # its rhythm has stopped: it is not predicted to come back
             distance = min(distance, max(0.0, stats.last_call + interval - now))

@@ -139,7 +139,7 @@ def replay(
             0,
             agent_id=t.agent,
             priority=t.priority,
-            contribution=t.contribution,
+            prior=t.prior,
         )
         requests[req.rid] = (i, req)
         if t.aborted_at is not None:

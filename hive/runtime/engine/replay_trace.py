@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hive.runtime.engine.agent_stats import AgentPrior
+
 
 @dataclass(frozen=True)
 class TraceRequest:
@@ -18,7 +20,7 @@ class TraceRequest:
     output: list[int]
     wave: int = 0
     priority: int = 0
-    contribution: float | None = None
+    prior: AgentPrior | None = None
     arrival: int | None = None
     aborted_at: int | None = None  # the engine step count when its caller gave up
     failed: bool = False  # the scheduler failed it (it could never fit the pool)

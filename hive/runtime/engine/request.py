@@ -23,6 +23,7 @@ from hive.runtime.engine.page_table import PageList
 from hive.runtime.engine.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
+    from hive.runtime.engine.agent_stats import AgentPrior
     from hive.runtime.engine.logits_cache import TrieNode
     from hive.runtime.engine.radix_cache import TreeNode
 
@@ -45,7 +46,7 @@ class Request:
         "generator",
         "agent_id",
         "priority",
-        "contribution",
+        "prior",
         "status",
         "pages",
         "_token_mirror",
@@ -76,7 +77,7 @@ class Request:
         *,
         agent_id: str | None = None,
         priority: int = 0,
-        contribution: float | None = None,
+        prior: AgentPrior | None = None,
         sample_index: int = 0,
         prompt_index: int = 0,
     ) -> None:
@@ -88,7 +89,7 @@ class Request:
         self.generator.manual_seed(seed)
         self.agent_id = agent_id
         self.priority = priority
-        self.contribution = contribution  # the plan's estimate for its agent (compute shares)
+        self.prior = prior  # the plan's estimate for its agent (shares, eviction)
         self.status = RequestStatus.WAITING
         self.pages = PageList()
         self._token_mirror = Int64Mirror()

@@ -91,7 +91,7 @@ class Scheduler:
 
     def add(self, request: Request) -> None:
         request.arrival_step = self.stats.num_steps  # for traces the replay can re-run
-        self.ledger.record_prior(request.agent_id, request.contribution)
+        self.ledger.record_prior(request.agent_id, request.prior)
         self.waiting.append(request)
 
     def has_work(self) -> bool:

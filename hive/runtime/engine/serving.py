@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from hive.runtime.engine.agent_stats import AgentPrior
 from hive.runtime.engine.errors import EngineError
 from hive.runtime.engine.prompts import Prompt
 from hive.runtime.engine.request import Completion, Request
@@ -42,7 +43,7 @@ class GenerationRequest:
     params: SamplingParams = SamplingParams()
     agent_id: str | None = None
     priority: int = 0
-    contribution: float | None = None  # the plan's estimate for the agent (compute shares)
+    prior: AgentPrior | None = None  # the plan's estimate for the agent (shares, eviction)
 
 
 class AsyncServing:
@@ -74,7 +75,7 @@ class AsyncServing:
             request.params,
             agent_id=request.agent_id,
             priority=request.priority,
-            contribution=request.contribution,
+            prior=request.prior,
         )
         futures = []
         for req in requests:
