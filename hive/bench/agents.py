@@ -6,7 +6,8 @@ Four workloads, each a generated spec run by the executor on the default model
 - `coordinator`: a coordinator (1,200-token system prompt) every round and seven
   workers (300-1,500-token system prompts) at skewed rates (every round, every
   2nd, 3rd, 4th, and three once), ten rounds;
-- `pipeline`: a writer and a verifier in a loop (at most 4 tries), then an editor;
+- `pipeline`: a planner, then a writer, a verifier and (on a fail) a critic in a loop
+  (at most 4 tries), then an editor;
 - `copies`: six concurrent copies of the pipeline with different tasks;
 - `burst`: a lead agent's chain of six calls (the critical path) while sixteen
   spawned reader calls, each with its own 300-token document, arrive at once and
@@ -14,8 +15,8 @@ Four workloads, each a generated spec run by the executor on the default model
   so only admission matters here.
 
 The KV pool holds well under all the distinct prefixes in the first three: 3,000
-tokens for the coordinator workload's ~7,500, and 1,750 for the pipeline's ~2,100
-(its three agents never fit together, so one prefix must give way at every call).
+tokens for the coordinator workload's ~7,500, and 1,600 for the pipeline's ~3,200
+(the loop's three agents never fit together: one prefix gives way at every call).
 
 Configurations, each on a fresh engine with its trace recorded: `lru+fcfs` (an
 agent-unaware engine: LRU eviction, first-come-first-served admission, the
@@ -93,10 +94,12 @@ def coordinator_spec(tokenizer: Any) -> tuple[str, int]:
 
 
 def pipeline_spec(tokenizer: Any) -> tuple[str, int]:
-    sizes = {"writer": 900, "verifier": 700, "editor": 400}
+    sizes = {"planner": 800, "writer": 600, "verifier": 900, "critic": 500, "editor": 400}
     prompts = {
-        "writer": "Task: {{ task }} Previous draft: {{ feedback }}",
+        "planner": "Task: {{ task }}",
+        "writer": "Task: {{ task }} Plan: {{ plan }} Feedback: {{ feedback }}",
         "verifier": "Task: {{ task }} Draft: {{ draft }} Reply PASS or FAIL.",
+        "critic": "Task: {{ task }} Draft: {{ draft }}",
         "editor": "Task: {{ task }} Draft: {{ draft }}",
     }
     agents = ""
@@ -106,10 +109,13 @@ def pipeline_spec(tokenizer: Any) -> tuple[str, int]:
         if name == "verifier":
             agents += "    extract: {verdict: '(PASS|FAIL)'}\n"
     flow = (
-        'ok = false\ndraft = ""\ntries = 0\nwhile not ok max 4:\n'
-        "    draft = writer(task, feedback=draft).text\n"
+        'plan = planner(task).text\nok = false\ndraft = ""\nnotes = ""\ntries = 0\n'
+        "while not ok max 4:\n"
+        "    draft = writer(task, plan=plan, feedback=notes).text\n"
         "    v = verifier(task, draft=draft)\n"
-        '    ok = v.verdict == "PASS"\n    tries = tries + 1\n'
+        '    ok = v.verdict == "PASS"\n'
+        "    if not ok:\n        notes = critic(task, draft=draft).text\n"
+        "    tries = tries + 1\n"
         "final = editor(task, draft=draft)\nreturn {text: final.text, tries: tries}\n"
     )
     return _spec("bench-pipeline", agents, flow), sum(sizes.values())
@@ -157,12 +163,12 @@ def build_workloads(tokenizer: Any) -> list[Workload]:
     pipe_plan = compile_loaded(load_spec_text(pipe, "bench-pipeline.yaml")).plan
     burst_plan = compile_loaded(load_spec_text(burst, "bench-burst.yaml")).plan
     tasks = ["a UART", "an 8-bit counter", "a FIFO", "an SPI master", "a PWM block", "a timer"]
-    # Pools: about 40% of the coordinator workload's distinct prefixes; for the pipeline,
-    # room for the writer's prefix plus one more call (not for all three agents).
+    # Pools: about 40% of the coordinator workload's distinct prefixes, half of the
+    # pipeline's (its copies share them); the burst's pool holds everything.
     return [
         Workload("coordinator", coord_plan, [{"task": "a UART"}], 3000, coord_prefix),
-        Workload("pipeline", pipe_plan, [{"task": "a FIFO"}], 1750, pipe_prefix),
-        Workload("copies", pipe_plan, [{"task": t} for t in tasks], 1750, pipe_prefix),
+        Workload("pipeline", pipe_plan, [{"task": "a FIFO"}], 1600, pipe_prefix),
+        Workload("copies", pipe_plan, [{"task": t} for t in tasks], 1600, pipe_prefix),
         Workload("burst", burst_plan, [{"task": "a UART", "docs": documents(tokenizer)}],
                  16384, burst_prefix, max_running_requests=8),
     ]  # fmt: skip

@@ -19,8 +19,9 @@ def test_workloads_compile_with_the_intended_calls():
     assert calls["coordinator"] == 10 and calls["w0"] == 10
     assert len(calls) == 8 and coord.kv_cache_tokens < coord.prefix_tokens / 2
     assert {a: p.max_calls for a, p in pipe.plan.priorities.agents.items()} == {
-        "writer": 4, "verifier": 4, "editor": 1,
+        "planner": 1, "writer": 4, "verifier": 4, "critic": 4, "editor": 1,
     }  # fmt: skip
+    assert pipe.kv_cache_tokens <= pipe.prefix_tokens / 2
     assert len(copies.inputs) == 6 and copies.plan is pipe.plan
     # The burst: the lead's chain is the critical path and its top contributor; the
     # readers outnumber the batch slots.

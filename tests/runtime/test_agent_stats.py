@@ -274,7 +274,7 @@ def test_only_what_reached_the_cache_counts_as_computed_before():
     while engine.has_unfinished():
         engine.step()
     a = engine.agent_stats()["a"]
-    assert (a.calls, a.prompts, a.recomputed_tokens) == (4, 1, 0)
+    assert (a.calls, a.visits, a.recomputed_tokens) == (4, 1, 0)
     # A chunked prefill aborted after its first chunk, then submitted again: the chunk
     # that reached the cache is a hit, nothing is "recomputed".
     engine = Engine.from_hf(make_tiny("llama"), kv_cache_tokens=512, max_batch_tokens=16)
@@ -398,3 +398,14 @@ def test_the_plan_brings_the_workflow_policy_to_belady_where_rhythm_alone_cannot
     with_plan = replay(planned, kv_cache_tokens=800, policy="workflow").recomputed_tokens
     belady = replay(planned, kv_cache_tokens=800, policy="belady").recomputed_tokens
     assert with_plan == belady < rhythm
+
+
+def test_calls_arriving_together_are_one_visit_of_the_rhythm():
+    """Concurrent copies of a workflow call an agent several times in a row: one visit,
+    so the agent's interval is in steps of the workflow, not in copies."""
+    ledger = AgentLedger(page_size=1)
+    for agent in ["a", "a", "a", "b", "b", "b", "a", "a", "a", "b"]:
+        ledger.record_admission(agent, [1], hit_tokens=0)
+    a, b = ledger.agents["a"], ledger.agents["b"]
+    assert (a.calls, a.visits, b.visits, ledger.total_visits) == (6, 2, 2, 4)
+    assert a.call_interval == 2.0 and b.call_interval == 2.0

@@ -81,18 +81,18 @@ class AgentStats:
     reusable_tokens: int = 0
     recomputed_tokens: int = 0
     evicted_pages: int = 0
-    prompts: int = 0  # distinct calls: the n samples of one prompt count once
-    first_call: int = 0  # the ledger's prompt count at the agent's first and last calls
+    visits: int = 0  # runs of its calls with no other agent's call between them
+    first_call: int = 0  # the ledger's visit count at the agent's first and last visits
     last_call: int = 0
     output_tokens: int = 0
     logits_cache_hits: int = 0  # positions replayed from the Logits Cache
 
     @property
     def call_interval(self) -> float | None:
-        """Mean number of prompts (of all agents) between two of its own; None before two."""
-        if self.prompts < 2:
+        """Mean number of visits (of all agents) between two of its own; None before two."""
+        if self.visits < 2:
             return None
-        return (self.last_call - self.first_call) / (self.prompts - 1)
+        return (self.last_call - self.first_call) / (self.visits - 1)
 
     @property
     def online_value(self) -> int:
@@ -117,7 +117,12 @@ class AgentLedger:
         self.agents: dict[str, AgentStats] = {}
         self.version = 0  # bumped on every admission: lets policies cache aggregates
         self.total_calls = 0  # requests admitted (every sample)
-        self.total_prompts = 0  # distinct calls admitted (a prompt's n samples once)
+        # The clock of call rhythms: one tick per visit, i.e. per admitted call whose
+        # agent differs from the previous call's. Samples 2..n of a prompt, and the calls
+        # of concurrent copies of a workflow arriving together, are one visit; so an
+        # agent's interval is in steps of the workflow, however many copies run.
+        self.total_visits = 0
+        self._last_agent: str | None = None
         # The plan's estimate per agent, from its requests. Kept apart from `agents`
         # (which holds agents once admitted: the hotspot rule counts those).
         self.priors: dict[str, AgentPrior] = {}
@@ -143,12 +148,14 @@ class AgentLedger:
         self.version += 1
         self.total_calls += 1
         stats.calls += 1
-        if new_prompt:
-            self.total_prompts += 1
-            if stats.prompts == 0:
-                stats.first_call = self.total_prompts
-            stats.last_call = self.total_prompts
-            stats.prompts += 1
+        key = agent_id if agent_id is not None else UNTAGGED
+        if new_prompt and key != self._last_agent:
+            self._last_agent = key
+            self.total_visits += 1
+            if stats.visits == 0:
+                stats.first_call = self.total_visits
+            stats.last_call = self.total_visits
+            stats.visits += 1
         stats.prompt_tokens += len(prompt)
         stats.hit_tokens += hit_tokens
         stats.reusable_tokens += reusable

@@ -71,7 +71,7 @@ def may_be_reused(node: TreeNode, ledger: AgentLedger | None = None) -> bool:
             prior is not None
             and prior.expected_calls is not None
             and stats is not None
-            and stats.prompts == 1
+            and stats.visits == 1
             and prior.expected_calls >= 2
         ):
             return True
@@ -145,14 +145,20 @@ class WorkflowPolicy(BaseEvictionPolicy):
     away goes first; an agent about to run keeps its prefix.
 
     An agent's next call is predicted from its own rhythm in the workflow: its last
-    call plus its mean interval between calls (in calls of all agents, from the
-    engine's AgentLedger). A node's distance is that of the soonest of its agents.
-    Agents seen once get the plan's expected interval (the run's expected calls over
-    the agent's, `AgentPrior.call_interval`), else the mean interval of the others
-    (or the number of agents before any is known: a workflow's second round looks
-    like its first); an agent
-    more than OVERDUE intervals late is not expected any more; the n samples of one
-    prompt count as one call; nodes of no agent go first. Ties: least recently used.
+    visit plus its mean interval between visits (counted in visits of all agents, from
+    the engine's AgentLedger; a visit is a run of one agent's calls with no other
+    agent's between them, so the n samples of a prompt and the calls of concurrent
+    copies of a workflow count once). A node's distance is that of the soonest of its
+    agents. Agents seen once get the plan's expected interval (the run's expected
+    calls over the agent's, `AgentPrior.call_interval`), else the mean interval of the
+    others (or the number of agents before any is known: a workflow's second round
+    looks like its first); an agent more than OVERDUE intervals late is not expected
+    any more; nodes of no agent go first. Ties: least recently used.
+
+    What it protects (`may_be_reused` with the ledger): nodes reused at least once and
+    the first prompt of an agent the plan expects to call again. (Also protecting nodes
+    computed again after an eviction helped a cyclic pipeline but hurt more elsewhere:
+    measured on the replays, 27,834 recomputed tokens against 25,902 without.)
     """
 
     name = "workflow"
@@ -178,11 +184,11 @@ class WorkflowPolicy(BaseEvictionPolicy):
         if ledger is None or not node.agent_ids or not may_be_reused(node, ledger):
             return (-float("inf"), node.last_access)
         self._aggregates(ledger)
-        now = ledger.total_prompts
+        now = ledger.total_visits
         distance = float("inf")
         for agent_id in node.agent_ids:
             stats = ledger.agents.get(agent_id)
-            if stats is None or stats.prompts == 0:
+            if stats is None or stats.visits == 0:
                 continue
             prior = ledger.priors.get(agent_id)
             interval = (
@@ -190,9 +196,10 @@ class WorkflowPolicy(BaseEvictionPolicy):
                 or (prior.call_interval if prior is not None else None)
                 or self._default_interval
             )
-            if now - stats.last_call > OVERDUE * interval:
+            elapsed = now - stats.last_call
+            if elapsed > OVERDUE * interval:
                 continue  # its rhythm has stopped: it is not predicted to come back
-            distance = min(distance, max(0.0, stats.last_call + interval - now))
+            distance = min(distance, max(0.0, interval - elapsed))
         return (-distance, node.last_access)
 
 
