@@ -378,6 +378,13 @@ def bench_engine(
 def bench_agents(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     model: Annotated[str | None, typer.Option(help="Model to run on.")] = None,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Runs per workload and configuration; median times.")
+    ] = 1,
+    workload: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only this workload (coordinator, pipeline, copies, burst)."),
+    ] = None,
 ) -> None:
     """Agent-aware scheduling on multi-agent workloads: lru eviction with fcfs admission (the
     baseline) against lru, lfu, agent, workflow eviction with per-agent shares; belady offline."""
@@ -386,7 +393,7 @@ def bench_agents(
     try:
         from hive.bench.agents import format_report, run_bench
 
-        results = run_bench(model)
+        results = run_bench(model, repeat=repeat, only=workload or None)
     except HiveError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps(results) if json_output else format_report(results))

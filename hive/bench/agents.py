@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +44,12 @@ from hive.compiler.plan import Plan
 from hive.runtime.engine.agent_stats import hotspot_agents, hotspot_miss_rate
 from hive.runtime.engine.bench import system_prompt
 from hive.runtime.engine.engine import Engine
+from hive.runtime.engine.errors import EngineError
 from hive.runtime.engine.replay import replay
 from hive.runtime.run import arun
 
 POLICIES = ("lru", "lfu", "agent", "workflow")  # with agent-aware admission
+WORKLOADS = ("coordinator", "pipeline", "copies", "burst")
 BASELINE = "lru+fcfs"  # the agent-unaware engine
 CONFIGS = {BASELINE: ("lru", "fcfs"), **{p: (p, "shares") for p in POLICIES}}
 MAX_TOKENS = 6
@@ -196,7 +199,9 @@ def _figures(agents: dict[str, Any], hot: list[str]) -> dict[str, Any]:
     }
 
 
-def run_workload(hf: Any, tokenizer: Any, w: Workload) -> dict[str, Any]:
+def run_workload(hf: Any, tokenizer: Any, w: Workload, repeat: int = 1) -> dict[str, Any]:
+    """Every configuration on `w`; with `repeat`, the configurations run in turn that
+    many times (paired: drift hits all alike) and wall times are medians."""
     agents = w.plan.priorities.agents
     row: dict[str, Any] = {
         "kv_cache_tokens": w.kv_cache_tokens,
@@ -205,21 +210,29 @@ def run_workload(hf: Any, tokenizer: Any, w: Workload) -> dict[str, Any]:
     }
     outputs = {}
     traces = {}
-    for name, (policy, admission) in CONFIGS.items():
-        engine = Engine.from_hf(
-            hf, tokenizer, kv_cache_tokens=w.kv_cache_tokens, eviction_policy=policy,
-            admission=admission, max_running_requests=w.max_running_requests, record_trace=True,
-        )  # fmt: skip
-        started = time.perf_counter()
-        outputs[name], latency = asyncio.run(_run(engine, w))
-        seconds = time.perf_counter() - started
-        agents = engine.agent_stats()
-        row[name] = {**_figures(agents, hotspot_agents(agents)), "seconds": seconds}
-        row[name]["top_agent_call_seconds"] = latency
-        row[name]["reclaimed_slots"] = engine.stats()["num_reclaimed_slots"]
-        traces[name] = engine.recorded_trace()
-        del engine
-        gc.collect()
+    seconds: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    latencies: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    for _ in range(repeat):
+        for name, (policy, admission) in CONFIGS.items():
+            engine = Engine.from_hf(
+                hf, tokenizer, kv_cache_tokens=w.kv_cache_tokens, eviction_policy=policy,
+                admission=admission, max_running_requests=w.max_running_requests,
+                record_trace=True,
+            )  # fmt: skip
+            started = time.perf_counter()
+            outputs[name], latency = asyncio.run(_run(engine, w))
+            seconds[name].append(time.perf_counter() - started)
+            latencies[name].append(latency)
+            if name not in row:  # the counters do not change between repeats
+                agents = engine.agent_stats()
+                row[name] = _figures(agents, hotspot_agents(agents))
+                row[name]["reclaimed_slots"] = engine.stats()["num_reclaimed_slots"]
+                traces[name] = engine.recorded_trace()
+            del engine
+            gc.collect()
+    for name in CONFIGS:
+        row[name]["seconds"] = statistics.median(seconds[name])
+        row[name]["top_agent_call_seconds"] = statistics.median(latencies[name])
     options = {"kv_cache_tokens": w.kv_cache_tokens, "max_running_requests": w.max_running_requests}
     offline = replay(traces[BASELINE], policy="belady", admission="fcfs", **options)
     row["belady"] = {
@@ -248,19 +261,30 @@ def run_workload(hf: Any, tokenizer: Any, w: Workload) -> dict[str, Any]:
     return row
 
 
-def run_bench(model: str | None = None) -> dict[str, Any]:
+def run_bench(
+    model: str | None = None, repeat: int = 1, only: list[str] | None = None
+) -> dict[str, Any]:
     from hive.runtime.engine.bench import machine
     from hive.runtime.engine.model_loader import load_hf_model, resolve_model
 
+    unknown = set(only or ()) - set(WORKLOADS)
+    if unknown:  # before the model loads
+        known = ", ".join(WORKLOADS)
+        raise EngineError(f"unknown workload {sorted(unknown)[0]!r}; known: {known}")
     hf, tokenizer = load_hf_model(resolve_model(model))
-    results: dict[str, Any] = {"machine": machine(), "workloads": {}}
+    results: dict[str, Any] = {"machine": machine(), "repeat": repeat, "workloads": {}}
     for w in build_workloads(tokenizer):
-        results["workloads"][w.name] = run_workload(hf, tokenizer, w)
+        if only is None or w.name in only:
+            results["workloads"][w.name] = run_workload(hf, tokenizer, w, repeat)
     return results
 
 
 def format_report(results: dict[str, Any]) -> str:
-    lines = [f"machine: {results['machine']}"]
+    repeat = results.get("repeat", 1)
+    lines = [
+        f"machine: {results['machine']}"
+        + (f"; wall times: medians of {repeat}" if repeat > 1 else "")
+    ]
     for name, row in results["workloads"].items():
         lines.append(
             f"{name}: pool {row['kv_cache_tokens']} tokens for {row['prefix_tokens']} prefix "

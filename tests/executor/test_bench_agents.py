@@ -32,6 +32,17 @@ def test_workloads_compile_with_the_intended_calls():
     assert len(burst.inputs[0]["docs"]) == NUM_READERS
 
 
+def test_workload_names_match_and_an_unknown_one_fails_before_the_model_loads():
+    import pytest
+
+    from hive.bench.agents import WORKLOADS, run_bench
+    from hive.runtime.engine.errors import EngineError
+
+    assert tuple(w.name for w in build_workloads(WordTokenizer())) == WORKLOADS
+    with pytest.raises(EngineError, match="unknown workload 'nope'; known: coordinator"):
+        run_bench(model="/nonexistent/model", only=["nope"])
+
+
 def test_the_baseline_is_the_agent_unaware_engine():
     assert CONFIGS[BASELINE] == ("lru", "fcfs")
     assert all(
