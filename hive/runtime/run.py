@@ -174,7 +174,9 @@ async def arun(
         seed=seed,
         priorities=priorities,
         priors={
-            name: AgentPrior(p.contribution, p.expected_calls, plan.priorities.expected_calls)
+            name: AgentPrior(
+                p.contribution, p.expected_calls, plan.priorities.expected_calls, p.max_calls
+            )
             for name, p in plan.priorities.agents.items()
         },
         max_tokens=max_tokens,

@@ -16,7 +16,7 @@ def test_every_request_carries_its_agents_plan_estimate():
     for request in engine.requests:
         p = plan.priorities.agents[request.agent_id]
         assert request.prior == AgentPrior(
-            p.contribution, p.expected_calls, plan.priorities.expected_calls
+            p.contribution, p.expected_calls, plan.priorities.expected_calls, p.max_calls
         )
     assert {r.agent_id for r in engine.requests} == {"solver", "checker"}
     solver = engine.requests[0].prior

@@ -254,3 +254,31 @@ def test_bad_admission_and_priors_are_clear_errors(tiny_llama):
     # The engine keeps serving.
     (done,) = engine.generate([[1, 2, 3]], SamplingParams(max_tokens=2))
     assert len(done.token_ids) == 2
+
+
+def test_a_reclaimed_slot_stays_with_the_agent_that_asked_even_after_long_waits():
+    """A request preempted to give a slot back is not admitted again in the same step,
+    and a long-running request does not count as starving the moment it is preempted
+    (starvation counts from when a request last started waiting)."""
+    h = Harness("shares", max_running=4)
+    cold = [h.add("cold", max_tokens=400, contribution=0.1, seed=i) for i in range(4)]
+    for _ in range(200):
+        h.step()
+    hot = h.add("hot", max_tokens=3, contribution=0.9)
+    h.step()
+    assert hot in h.scheduler.running
+    h.run()
+    assert h.finished_at[hot.rid] <= 200 + 4
+    assert h.stats.num_reclaimed_slots <= 2  # not one per step
+    assert all(r.rid in h.finished_at for r in cold)
+
+
+def test_reclaim_never_preempts_a_higher_priority_request():
+    h = Harness("shares", max_running=2)
+    for i in range(2):
+        req = h.add("cold", max_tokens=50, contribution=0.1, seed=i)
+        req.priority = 5
+    h.step()
+    hot = h.add("hot", max_tokens=3, contribution=0.9)
+    h.step()
+    assert hot not in h.scheduler.running and h.stats.num_reclaimed_slots == 0

@@ -338,17 +338,17 @@ def test_the_workflow_policy_stops_expecting_an_agent_whose_rhythm_stopped():
 
 def test_the_workflow_policy_keeps_a_first_prompt_the_plan_expects_again():
     """Before an agent's second call its rhythm is unknown: the plan's expected interval
-    (the run's expected calls over the agent's) ranks its first prompt, and an agent the
-    plan expects once is not protected at all."""
+    (the run's expected calls over the agent's: every 4th and every 10th call here) ranks
+    its first prompt, and an agent the plan allows one call is not protected at all."""
     from hive.runtime.engine.agent_stats import AgentPrior
     from hive.runtime.engine.eviction import WorkflowPolicy
     from hive.runtime.engine.radix_cache import TreeNode
 
     ledger = AgentLedger(page_size=1)
     priors = {
-        "coordinator": AgentPrior(0.5, expected_calls=10, workflow_calls=40),  # every 4th
-        "worker": AgentPrior(0.3, expected_calls=4, workflow_calls=40),  # every 10th
-        "once": AgentPrior(0.2, expected_calls=1, workflow_calls=40),
+        "coordinator": AgentPrior(0.5, expected_calls=10, workflow_calls=40, max_calls=10),
+        "worker": AgentPrior(0.3, expected_calls=4, workflow_calls=40, max_calls=4),
+        "once": AgentPrior(0.2, expected_calls=1, workflow_calls=40, max_calls=1),
     }
     assert priors["coordinator"].call_interval == 4.0
     for agent in ("coordinator", "worker", "once"):
@@ -391,7 +391,8 @@ def test_the_plan_brings_the_workflow_policy_to_belady_where_rhythm_alone_cannot
     total = sum(calls.values())
     planned = [
         TraceRequest(t.agent, t.prompt, t.output, t.wave,
-                     prior=AgentPrior(calls[t.agent] / total, calls[t.agent], total))
+                     prior=AgentPrior(calls[t.agent] / total, calls[t.agent], total,
+                                      calls[t.agent]))
         for t in trace
     ]  # fmt: skip
     rhythm = replay(trace, kv_cache_tokens=800, policy="workflow").recomputed_tokens
@@ -409,3 +410,42 @@ def test_calls_arriving_together_are_one_visit_of_the_rhythm():
     a, b = ledger.agents["a"], ledger.agents["b"]
     assert (a.calls, a.visits, b.visits, ledger.total_visits) == (6, 2, 2, 4)
     assert a.call_interval == 2.0 and b.call_interval == 2.0
+
+
+def test_the_workflow_policy_keeps_a_cycle_going_where_lru_thrashes():
+    """Three agents in a loop (a writer, a verifier, a critic), a pool for one prefix
+    besides the running call: LRU always evicts the prefix needed next, so nothing is ever
+    a hit and no policy sees a reuse to protect. Prefixes computed again after an eviction
+    are marked, and while the plan allows the agent more calls the workflow policy keeps
+    them, ordered by the cycle's rhythm: Belady's result, not LRU's."""
+    import random
+
+    from hive.runtime.engine.agent_stats import AgentPrior
+
+    rng = random.Random(0)
+    prefix = {a: [rng.randrange(1, 500) for _ in range(300)] for a in "wvc"}
+    trace, bare = [], []
+    for r in range(6):
+        for i, agent in enumerate("wvc"):
+            prompt = prefix[agent] + [rng.randrange(1, 500) for _ in range(10)]
+            prior = AgentPrior(1 / 3, expected_calls=6, workflow_calls=18, max_calls=6)
+            trace.append(TraceRequest(agent, prompt, [7] * 4, wave=3 * r + i, prior=prior))
+            bare.append(TraceRequest(agent, prompt, [7] * 4, wave=3 * r + i))
+    lru = replay(trace, kv_cache_tokens=650, policy="lru").recomputed_tokens
+    workflow = replay(trace, kv_cache_tokens=650, policy="workflow").recomputed_tokens
+    belady = replay(trace, kv_cache_tokens=650, policy="belady").recomputed_tokens
+    assert workflow == belady < lru
+    assert replay(bare, kv_cache_tokens=650, policy="workflow").recomputed_tokens == lru
+
+
+def test_a_recomputed_prefix_is_marked_up_to_where_it_was_computed_before():
+    from hive.runtime.engine.kv_pool import PageAllocator
+    from hive.runtime.engine.radix_cache import RadixCache
+
+    cache = RadixCache(PageAllocator(64), page_size=2)
+    tokens = list(range(10))
+    cache.insert(tokens, cache.allocator.allocate(5))
+    cache.mark_recomputed(tokens[:6])
+    node = cache.match_prefix(tokens, record=False).node
+    assert not node.recomputed and node.token_ids == [6, 7, 8, 9]  # the call's own tail
+    assert node.parent.recomputed and node.parent.token_ids == list(range(6))

@@ -32,7 +32,7 @@ from hive.runtime.engine.agent_stats import UNTAGGED, AgentLedger
 from hive.runtime.engine.request import Request
 
 FLOOR = 0.2  # the part of capacity split equally among agents with work
-STARVE_STEPS = 128  # a request waiting this many steps is admitted before any share
+STARVE_STEPS = 128  # a request waiting this many steps on end goes before any share
 
 
 def agent_key(req: Request) -> str:
@@ -102,4 +102,4 @@ class AgentShares:
 
 
 def is_starving(req: Request, step: int) -> bool:
-    return step - req.arrival_step >= STARVE_STEPS
+    return step - req.waiting_since >= STARVE_STEPS

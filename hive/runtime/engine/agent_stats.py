@@ -47,14 +47,16 @@ PRIOR_CALLS = 16  # the plan's estimate weighs as much as this many observed cal
 class AgentPrior:
     """What the plan estimates for an agent (the compiler's `priorities` pass), carried
     by its requests: its contribution, its expected calls per run and the run's expected
-    calls of all agents (so its expected interval between calls is their ratio)."""
+    calls of all agents (so its expected interval between calls is their ratio), and the
+    most calls it can make (every loop at its bound)."""
 
     contribution: float
     expected_calls: float | None = None
     workflow_calls: float | None = None
+    max_calls: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("contribution", "expected_calls", "workflow_calls"):
+        for name in ("contribution", "expected_calls", "workflow_calls", "max_calls"):
             value = getattr(self, name)
             if value is None and name != "contribution":
                 continue
@@ -138,9 +140,10 @@ class AgentLedger:
 
     def record_admission(
         self, agent_id: str | None, prompt: list[int], hit_tokens: int, new_prompt: bool = True
-    ) -> None:
+    ) -> int:
         """A request's first admission: `prompt` (the tokens matched against the cache).
         `new_prompt` is False for samples 2..n of one prompt (one call in the rhythm).
+        Returns the prompt tokens that had been computed before (reusable).
         What counts as computed before is what reached the cache earlier
         (`history`, filled by the scheduler when it caches computed tokens)."""
         stats = self.of(agent_id)
@@ -160,6 +163,7 @@ class AgentLedger:
         stats.hit_tokens += hit_tokens
         stats.reusable_tokens += reusable
         stats.recomputed_tokens += reusable - hit_tokens
+        return reusable
 
     def record_eviction(self, agent_ids: set[str], num_pages: int) -> None:
         for agent in agent_ids or {UNTAGGED}:
@@ -173,7 +177,18 @@ class AgentLedger:
             self.version += 1
 
     def record_finish(self, agent_id: str | None, output_tokens: int) -> None:
-        self.of(agent_id).output_tokens += output_tokens
+        self.record_output(agent_id, output_tokens=output_tokens)
+
+    def record_output(
+        self, agent_id: str | None, *, output_tokens: int = 0, replayed: int = 0
+    ) -> None:
+        """Output tokens of a finished request, or positions replayed from the Logits
+        Cache, for an admitted agent (a request aborted before admission adds none: the
+        hotspot rule counts admitted agents only)."""
+        stats = self.agents.get(agent_id if agent_id is not None else UNTAGGED)
+        if stats is not None:
+            stats.output_tokens += output_tokens
+            stats.logits_cache_hits += replayed
 
     def contributions(self) -> dict[str, float]:
         """c(a) for every agent seen (see the module docstring); sums to 1 when any is > 0."""

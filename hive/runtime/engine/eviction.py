@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 class BaseEvictionPolicy(ABC):
     name: str = "base"
+    # Whether the scheduler should mark prefixes computed again after an eviction
+    # (`RadixCache.mark_recomputed`, which splits nodes there): only policies that read
+    # `TreeNode.recomputed` ask, so the others see the tree they always did.
+    uses_recompute_marks: bool = False
 
     @abstractmethod
     def key(self, node: TreeNode) -> Any:
@@ -50,30 +54,29 @@ class LFUPolicy(BaseEvictionPolicy):
 
 
 def may_be_reused(node: TreeNode, ledger: AgentLedger | None = None) -> bool:
-    """Whether a node is worth protecting: it has been reused at least once, or (with
-    `ledger`) it is the first prompt of an agent the plan expects to call again (its
-    `AgentPrior.expected_calls` at least 2; a first prompt is still one node with its
-    call's own tail). A node never reused is most often one call's own suffix (its
-    round's input, its output), and protecting those wasted the pages that shared
-    prefixes needed (measured on the replay: worse than LRU everywhere); so is
-    protecting every first prompt without the plan's word that it comes back. Only
-    the workflow policy asks the plan: it ranks what it protects by the plan's
-    interval, while contribution-weighted recency would keep every such prompt alike
+    """Whether a node is worth protecting: it has been reused at least once; or, with
+    `ledger` (the plan's priors), it belongs to an agent the plan allows more calls
+    (`AgentPrior.max_calls` above its visits so far) and it is either the agent's first
+    prompt (still one node with its call's own tail) or a prefix computed again after
+    an eviction (`TreeNode.recomputed`: a reuse the cache missed; only the part computed
+    before is marked, not the tail).
+
+    A node never reused is most often one call's own suffix (its round's input, its
+    output), and protecting those wasted the pages that shared prefixes needed
+    (measured on the replay: worse than LRU everywhere); so was protecting every first
+    prompt, or every recomputed prefix, without the plan's word that its agent comes
+    back. Only the workflow policy asks the plan: it ranks what it protects by next
+    use, while contribution-weighted recency would keep every such prompt alike
     (measured: worse than LRU on the coordinator workload)."""
     if node.hit_count > 0:
         return True
     if ledger is None:
         return False
     for agent_id in node.agent_ids:
-        prior = ledger.priors.get(agent_id)
-        stats = ledger.agents.get(agent_id)
-        if (
-            prior is not None
-            and prior.expected_calls is not None
-            and stats is not None
-            and stats.visits == 1
-            and prior.expected_calls >= 2
-        ):
+        prior, stats = ledger.priors.get(agent_id), ledger.agents.get(agent_id)
+        if prior is None or prior.max_calls is None or stats is None:
+            continue
+        if stats.visits < prior.max_calls and (node.recomputed or stats.visits == 1):
             return True
     return False
 
@@ -155,13 +158,12 @@ class WorkflowPolicy(BaseEvictionPolicy):
     looks like its first); an agent more than OVERDUE intervals late is not expected
     any more; nodes of no agent go first. Ties: least recently used.
 
-    What it protects (`may_be_reused` with the ledger): nodes reused at least once and
-    the first prompt of an agent the plan expects to call again. (Also protecting nodes
-    computed again after an eviction helped a cyclic pipeline but hurt more elsewhere:
-    measured on the replays, 27,834 recomputed tokens against 25,902 without.)
+    What it protects: `may_be_reused` with the ledger (reused nodes; the first prompt
+    and the recomputed prefixes of agents the plan allows more calls).
     """
 
     name = "workflow"
+    uses_recompute_marks = True
 
     def __init__(self) -> None:
         self.ledger: AgentLedger | None = None

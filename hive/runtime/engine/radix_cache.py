@@ -34,6 +34,7 @@ class TreeNode:
         "ref_count",
         "last_access",
         "hit_count",
+        "recomputed",
         "agent_ids",
         "priority",
         "serial",
@@ -49,6 +50,7 @@ class TreeNode:
         self.ref_count = 0
         self.last_access = 0
         self.hit_count = 0
+        self.recomputed = False  # computed again after an eviction: a reuse the cache missed
         self.agent_ids: set[str] = set()
         self.priority = 0
         self.serial = serial  # creation order: breaks eviction ties the same way every run
@@ -105,6 +107,7 @@ class RadixCache:
         upper.ref_count = node.ref_count
         upper.last_access = node.last_access
         upper.hit_count = node.hit_count
+        upper.recomputed = node.recomputed
         upper.agent_ids = set(node.agent_ids)
         upper.priority = node.priority
         assert node.parent is not None
@@ -127,6 +130,14 @@ class RadixCache:
             if agent_id is not None:
                 node.agent_ids.add(agent_id)
             node.priority = max(node.priority, priority)
+            node = node.parent  # type: ignore[assignment]
+
+    def mark_recomputed(self, token_ids: list[int]) -> None:
+        """The cached prefix `token_ids` (whole pages) had been computed before and was
+        evicted: mark its nodes (split at its end, so not the tail after it)."""
+        node = self.match_prefix(token_ids, record=False).node
+        while node is not self.root:
+            node.recomputed = True
             node = node.parent  # type: ignore[assignment]
 
     def match_prefix(

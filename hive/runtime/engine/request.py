@@ -61,9 +61,11 @@ class Request:
         "on_finish",
         "stop_text_len",
         "num_cached_prompt",
+        "num_recomputed_prompt",
         "admitted",
         "age",
         "arrival_step",
+        "waiting_since",
         "lc_node",
         "pending_uniform",
         "parked",
@@ -104,9 +106,13 @@ class Request:
         self.on_finish: Any = None
         self.stop_text_len: int | None = None  # chars of text kept when a stop string hit
         self.num_cached_prompt = 0  # prompt tokens served by the prefix cache (first admission)
+        # Prompt tokens after those that had been computed before and were evicted since:
+        # the scheduler marks them in the radix cache once they are back.
+        self.num_recomputed_prompt = 0
         self.admitted = False  # admitted at least once (a preempted request is re-admitted)
         self.age = 0  # times it gave way to higher-priority work (raises it as a victim)
         self.arrival_step = 0  # the engine step count when it was queued
+        self.waiting_since = 0  # the step count when it last started waiting (starvation)
         # Logits Cache (params.logits_cache): the trie node of the next position, a draw
         # already made for it (replayed past a stored head), and whether it waits for
         # another request computing that same node this step.

@@ -19,6 +19,7 @@ slots and prefill tokens by contribution before lending the rest
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import Counter
 from collections.abc import Callable
@@ -90,7 +91,7 @@ class Scheduler:
         self.running: list[Request] = []
 
     def add(self, request: Request) -> None:
-        request.arrival_step = self.stats.num_steps  # for traces the replay can re-run
+        request.arrival_step = request.waiting_since = self.stats.num_steps  # traces, starvation
         self.ledger.record_prior(request.agent_id, request.prior)
         self.waiting.append(request)
 
@@ -131,6 +132,12 @@ class Scheduler:
             self.cache.unlock(req.tree_node)
         req.pages.replace_prefix(match.page_ids)
         req.num_tree, req.tree_node = full, match.node
+        reused = req.num_cached_prompt + req.num_recomputed_prompt
+        if req.num_recomputed_prompt and full >= reused and self.cache.policy.uses_recompute_marks:
+            # Tokens computed again after an eviction: a reuse the cache missed. Mark the
+            # part that had been computed before (not the call's own tail after it).
+            self.cache.mark_recomputed(tokens[:reused])
+            req.num_recomputed_prompt = 0
 
     def commit(
         self,
@@ -175,8 +182,8 @@ class Scheduler:
         self.running.remove(req)
         self.release(req)
         req.status = RequestStatus.WAITING
-        self.waiting.append(req)
-        self.waiting.sort(key=lambda r: r.rid)
+        req.waiting_since = self.stats.num_steps
+        bisect.insort(self.waiting, req, key=lambda r: r.rid)
 
     def abort(self, req: Request) -> None:
         """Stop `req` wherever it is (its caller gave up); its pages go back as on finish."""
@@ -245,7 +252,7 @@ class Scheduler:
             entitled.set_prefill_budget(budget)
             budget = self._extend_running(items, scheduled, budget, entitled)
             if admit:
-                budget = self._admit(items, scheduled, budget, entitled)
+                budget = self._admit(items, scheduled, budget, entitled, skip=reclaimed)
         budget = self._extend_running(items, scheduled, budget)
         if admit:
             self._admit(items, scheduled, budget, skip=reclaimed)
@@ -267,13 +274,14 @@ class Scheduler:
     def _reclaim_slots(self, entitled: Entitlements) -> set[int]:
         """With every slot taken, give one back (per agent and step) to each agent
         under its entitlement that has a request waiting: the youngest request of the
-        agent furthest over its own gives way. Returns the requests preempted (they are
-        not lent their slot again this step)."""
+        agent furthest over its own gives way (the lowest effective priority of its
+        requests, then the youngest; never one above the asker's priority). Returns the
+        requests preempted: they are not admitted again this step."""
         reclaimed: set[int] = set()
         if len(self.running) < self.max_running_requests:
             return reclaimed
         asked: set[str] = set()
-        for req in self.waiting:
+        for req in list(self.waiting):  # preempting inserts into it
             agent = agent_key(req)
             if req.parked or agent in asked or not entitled.under_slots(agent):
                 continue
@@ -281,7 +289,14 @@ class Scheduler:
             over = entitled.over_agent()
             if over is None:
                 break
-            victim = max((r for r in self.running if agent_key(r) == over), key=lambda r: r.rid)
+            # As in the decode loop: the lowest effective priority gives way, then the
+            # youngest; never one of higher priority than the request asking.
+            victim = min(
+                (r for r in self.running if agent_key(r) == over),
+                key=lambda r: (r.priority + r.age, -r.rid),
+            )
+            if victim.priority > req.priority:
+                continue
             self.preempt(victim)
             self.stats.num_reclaimed_slots += 1
             entitled.running[over] -= 1
@@ -403,9 +418,10 @@ class Scheduler:
             self.cache.record_use(match.node, req.agent_id, req.priority)
             if not req.admitted:
                 req.num_cached_prompt = match.num_tokens
-                self.ledger.record_admission(
+                reusable = self.ledger.record_admission(
                     req.agent_id, tokens[:-1], match.num_tokens, new_prompt=req.sample_index == 0
                 )
+                req.num_recomputed_prompt = reusable - match.num_tokens
                 req.admitted = True
             self.stats.num_prefix_hit_tokens += match.num_tokens
             self.waiting.remove(req)
