@@ -136,7 +136,11 @@ import sys
 sys.path.insert(0, {tests!r})
 from fake_engine import FakeEngine
 from hive.runtime import run as run_module
-slow = lambda *_: 30.0
+from pathlib import Path
+submitted = Path({trace!r} + ".submitted")
+def slow(*_):
+    submitted.touch()  # the test interrupts once calls are in flight
+    return 30.0
 run_module.make_engine = lambda model, **o: FakeEngine(lambda *_: "Answer: 1", delay=slow)
 from hive.cli import main
 sys.argv = ["hive", "run", "specs/self_consistency.yaml", "-i", "question=q", "--trace", {trace!r}]
@@ -156,7 +160,14 @@ def test_ctrl_c_stops_promptly_and_writes_the_partial_trace(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    time.sleep(3.0)  # imports, compile, the eight samples submitted
+    # Interrupt once the samples are submitted (a fixed sleep raced slow first imports
+    # on a fresh machine: an interrupt inside torch's import can hang the interpreter).
+    submitted = Path(str(trace) + ".submitted")
+    deadline = time.monotonic() + 120
+    while not submitted.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert submitted.exists(), "the run never submitted a call"
+    time.sleep(0.3)  # the other samples of the vote join the first
     proc.send_signal(signal.SIGINT)
     started = time.monotonic()
     _, stderr = proc.communicate(timeout=20)
