@@ -90,7 +90,7 @@ def test_contribution_counts_output_reuse_and_what_eviction_cost():
     ledger = AgentLedger(page_size=1)
     ledger.record_admission("a", list(range(10)), hit_tokens=0)
     ledger.record_admission("b", list(range(1000, 1010)), hit_tokens=0)
-    ledger.record_finish("a", 5)
+    ledger.record_output("a", output_tokens=5)
     ledger.of("a").logits_cache_hits += 3
     ledger.history.insert(list(range(10)))  # its prompt reached the cache once
     ledger.record_admission("a", list(range(10)), hit_tokens=4)  # reusable 10, 6 recomputed
@@ -164,22 +164,21 @@ def test_prefill_tokens_are_shared_by_contribution_then_lent():
     assert [(i.request.rid, i.extend_len) for i in schedule.items] == [(hot.rid, 100)]
 
 
-def test_a_cold_agent_is_not_starved_by_a_flood_of_hot_work():
-    h = Harness("shares", max_running=4)
+def cold_after_a_flood(admission):
+    """The step at which one cold call finishes, queued after 200 hot calls."""
+    h = Harness(admission, max_running=4)
     for i in range(200):
         h.add("hot", max_tokens=6, contribution=1.0, seed=i)
     h.step()
     cold = h.add("cold", max_tokens=6, contribution=0.0)
     h.run()
+    return h.finished_at[cold.rid]
+
+
+def test_a_cold_agent_is_not_starved_by_a_flood_of_hot_work():
     # Its floor share puts it first when a slot frees, not behind 200 queued calls.
-    assert h.finished_at[cold.rid] <= 6 + 8
-    fcfs = Harness("fcfs", max_running=4)
-    for i in range(200):
-        fcfs.add("hot", max_tokens=6, contribution=1.0, seed=i)
-    fcfs.step()
-    late = fcfs.add("cold", max_tokens=6, contribution=0.0)
-    fcfs.run()
-    assert fcfs.finished_at[late.rid] > 200
+    assert cold_after_a_flood("shares") <= 6 + 8
+    assert cold_after_a_flood("fcfs") > 200
 
 
 def test_thousands_of_agents_are_all_served_and_the_oldest_goes_first():

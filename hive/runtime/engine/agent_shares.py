@@ -17,9 +17,11 @@ prefill chunks and admissions within each agent's entitlement, then, lending,
 whatever budget and slots are left, first come first served. So a burst of one
 agent's calls cannot take every slot and every prefill token from the others,
 and no capacity is left unused. When lent slots are full and an agent under
-its entitlement waits, the youngest request of the agent furthest over its
-entitlement gives its slot back (preempted: its K/V goes to the radix cache,
-so it resumes from there).
+its entitlement waits, the agent furthest over its entitlement gives a slot
+back: its request that would give way first in the
+decode loop too (lowest effective priority, then youngest; never one above the
+asker's priority) is preempted, and its K/V goes to the radix cache, so it
+resumes from there.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hive.runtime.engine.agent_stats import UNTAGGED, AgentLedger
+from hive.runtime.engine.agent_stats import AgentLedger, agent_name
 from hive.runtime.engine.request import Request
 
 FLOOR = 0.2  # the part of capacity split equally among agents with work
@@ -36,7 +38,7 @@ STARVE_STEPS = 128  # a request waiting this many steps on end goes before any s
 
 
 def agent_key(req: Request) -> str:
-    return req.agent_id if req.agent_id is not None else UNTAGGED
+    return agent_name(req.agent_id)
 
 
 @dataclass

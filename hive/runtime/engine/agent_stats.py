@@ -43,6 +43,11 @@ HOTSPOT_SHARE = 0.25
 PRIOR_CALLS = 16  # the plan's estimate weighs as much as this many observed calls
 
 
+def agent_name(agent_id: str | None) -> str:
+    """The ledger's key for `agent_id`: requests without one share UNTAGGED."""
+    return agent_id if agent_id is not None else UNTAGGED
+
+
 @dataclass(frozen=True)
 class AgentPrior:
     """What the plan estimates for an agent (the compiler's `priorities` pass), carried
@@ -132,7 +137,7 @@ class AgentLedger:
         self._contributions_version = -1
 
     def of(self, agent_id: str | None) -> AgentStats:
-        key = agent_id if agent_id is not None else UNTAGGED
+        key = agent_name(agent_id)
         stats = self.agents.get(key)
         if stats is None:
             stats = self.agents[key] = AgentStats()
@@ -151,7 +156,7 @@ class AgentLedger:
         self.version += 1
         self.total_calls += 1
         stats.calls += 1
-        key = agent_id if agent_id is not None else UNTAGGED
+        key = agent_name(agent_id)
         if new_prompt and key != self._last_agent:
             self._last_agent = key
             self.total_visits += 1
@@ -171,13 +176,10 @@ class AgentLedger:
 
     def record_prior(self, agent_id: str | None, prior: AgentPrior | None) -> None:
         """The plan's estimate for `agent_id` (the latest one a request carried)."""
-        key = agent_id if agent_id is not None else UNTAGGED
+        key = agent_name(agent_id)
         if prior is not None and self.priors.get(key) != prior:
             self.priors[key] = prior
             self.version += 1
-
-    def record_finish(self, agent_id: str | None, output_tokens: int) -> None:
-        self.record_output(agent_id, output_tokens=output_tokens)
 
     def record_output(
         self, agent_id: str | None, *, output_tokens: int = 0, replayed: int = 0
@@ -185,7 +187,7 @@ class AgentLedger:
         """Output tokens of a finished request, or positions replayed from the Logits
         Cache, for an admitted agent (a request aborted before admission adds none: the
         hotspot rule counts admitted agents only)."""
-        stats = self.agents.get(agent_id if agent_id is not None else UNTAGGED)
+        stats = self.agents.get(agent_name(agent_id))
         if stats is not None:
             stats.output_tokens += output_tokens
             stats.logits_cache_hits += replayed

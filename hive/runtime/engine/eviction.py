@@ -122,9 +122,7 @@ class AgentPolicy(BaseEvictionPolicy):
 
     def key(self, node: TreeNode) -> Any:
         ledger, cache = self.ledger, self.cache
-        if ledger is None or cache is None or not node.agent_ids:
-            return node.last_access
-        if not may_be_reused(node):
+        if ledger is None or cache is None or not node.agent_ids or not may_be_reused(node):
             return node.last_access
         self._aggregates(ledger)
         calls = ledger.total_calls or 1

@@ -132,12 +132,13 @@ class Scheduler:
             self.cache.unlock(req.tree_node)
         req.pages.replace_prefix(match.page_ids)
         req.num_tree, req.tree_node = full, match.node
-        reused = req.num_cached_prompt + req.num_recomputed_prompt
-        if req.num_recomputed_prompt and full >= reused and self.cache.policy.uses_recompute_marks:
+        if req.num_recomputed_prompt and self.cache.policy.uses_recompute_marks:
             # Tokens computed again after an eviction: a reuse the cache missed. Mark the
             # part that had been computed before (not the call's own tail after it).
-            self.cache.mark_recomputed(tokens[:reused])
-            req.num_recomputed_prompt = 0
+            reused = req.num_cached_prompt + req.num_recomputed_prompt
+            if full >= reused:
+                self.cache.mark_recomputed(tokens[:reused])
+                req.num_recomputed_prompt = 0
 
     def commit(
         self,
@@ -192,7 +193,7 @@ class Scheduler:
             req.finish_reason = req.finish_reason or "abort"
 
     def finish(self, req: Request) -> None:
-        self.ledger.record_finish(req.agent_id, len(req.output_ids))
+        self.ledger.record_output(req.agent_id, output_tokens=len(req.output_ids))
         if req in self.running:
             self.running.remove(req)
         elif req in self.waiting:
@@ -273,10 +274,10 @@ class Scheduler:
 
     def _reclaim_slots(self, entitled: Entitlements) -> set[int]:
         """With every slot taken, give one back (per agent and step) to each agent
-        under its entitlement that has a request waiting: the youngest request of the
-        agent furthest over its own gives way (the lowest effective priority of its
-        requests, then the youngest; never one above the asker's priority). Returns the
-        requests preempted: they are not admitted again this step."""
+        under its entitlement that has a request waiting: of the agent furthest over its
+        own, the request that gives way first (`_gives_way_first`), unless it has a
+        higher priority than the asker. Returns the requests preempted: they are not
+        admitted again this step."""
         reclaimed: set[int] = set()
         if len(self.running) < self.max_running_requests:
             return reclaimed
@@ -289,12 +290,7 @@ class Scheduler:
             over = entitled.over_agent()
             if over is None:
                 break
-            # As in the decode loop: the lowest effective priority gives way, then the
-            # youngest; never one of higher priority than the request asking.
-            victim = min(
-                (r for r in self.running if agent_key(r) == over),
-                key=lambda r: (r.priority + r.age, -r.rid),
-            )
+            victim = min((r for r in self.running if agent_key(r) == over), key=_gives_way_first)
             if victim.priority > req.priority:
                 continue
             self.preempt(victim)
@@ -346,15 +342,17 @@ class Scheduler:
         a time from the agent least served against its entitlement (running / slots),
         in arrival order within an agent, while the agent is under its entitlement."""
         step = self.stats.num_steps
-        starving = [r for r in self.waiting if not r.parked and is_starving(r, step)]
+        running = Counter(entitled.running)
+        order: list[Request] = []  # the starving ones first
         queues: dict[str, list[Request]] = {}
         for req in self.waiting:
-            if not req.parked and not is_starving(req, step):
+            if req.parked:
+                continue
+            if is_starving(req, step):
+                order.append(req)
+                running[agent_key(req)] += 1
+            else:
                 queues.setdefault(agent_key(req), []).append(req)
-        running = Counter(entitled.running)
-        order = list(starving)
-        for agent in starving:
-            running[agent_key(agent)] += 1
         heap = [(running[a] / entitled.slots[a], i, a) for i, a in enumerate(queues)]
         heapq.heapify(heap)
         taken = dict.fromkeys(queues, 0)
@@ -448,7 +446,7 @@ class Scheduler:
         candidates = [r for r in self.running if r.rid not in exclude]
         if not candidates:
             return None
-        return min(candidates, key=lambda r: (r.priority + r.age, -r.rid))
+        return min(candidates, key=_gives_way_first)
 
     def _fail_or_preempt(self, req: Request, failed: list[Request]) -> None:
         if len(self.running) == 1:
@@ -477,3 +475,8 @@ class Scheduler:
             assert node.ref_count >= 0
         for req in self.waiting:
             assert not req.page_ids and req.tree_node is None
+
+
+def _gives_way_first(req: Request) -> tuple[int, int]:
+    """Preemption order: lowest effective priority (priority + age), then youngest."""
+    return (req.priority + req.age, -req.rid)
