@@ -21,9 +21,11 @@ tokens for the coordinator workload's ~7,500, and 1,600 for the pipeline's ~3,20
 Configurations, each on a fresh engine with its trace recorded: `lru+fcfs` (an
 agent-unaware engine: LRU eviction, first-come-first-served admission, the
 baseline), then `lru`, `lfu`, `agent`, `workflow` eviction with agent-aware
-admission (per-agent shares of slots and prefill tokens); `belady` replays the
-baseline's trace offline with the optimal eviction for it (the replay reproduces
-the engine's own counters; the report says whether it did). Printed per
+admission (per-agent shares of slots and prefill tokens, and for `workflow` KV
+residency); `belady` replays the baseline's trace offline with the optimal
+eviction for it (the replay reproduces the engine's own counters; the report says
+whether it did): the floor of eviction alone, for the baseline's admission order,
+which KV residency changes, so `workflow` can go below it. Printed per
 configuration: hotspot miss rate (hotspots: the top quarter of agents by prompt
 tokens), its reduction against the baseline, prefix hit rate, recomputed prefill
 tokens, wall time and its ratio to the baseline, and whether the outputs are the

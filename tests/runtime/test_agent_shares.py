@@ -23,9 +23,11 @@ from hive.runtime.engine.stats import EngineStats
 class Harness:
     """The engine's scheduler over a scalar KV pool, one fixed token per sample (no model)."""
 
-    def __init__(self, admission="shares", max_running=4, max_batch_tokens=64, pool=8192):
+    def __init__(
+        self, admission="shares", max_running=4, max_batch_tokens=64, pool=8192, policy="lru"
+    ):
         kv = KVPool(1, pool, 1, 1, 1, torch.float32, "cpu")
-        cache = RadixCache(kv.allocator, 1, make_eviction_policy("lru"))
+        cache = RadixCache(kv.allocator, 1, make_eviction_policy(policy))
         self.stats = EngineStats()
         self.scheduler = Scheduler(
             kv, cache, self.stats, max_batch_tokens, max_running, admission=admission
@@ -33,11 +35,12 @@ class Harness:
         self.finished_at: dict[int, int] = {}
         self.max_running_seen: dict[str, int] = {}
 
-    def add(self, agent, prompt_len=8, max_tokens=4, contribution=None, seed=0):
+    def add(self, agent, prompt_len=8, max_tokens=4, contribution=None, seed=0, prior=None):
         rng = random.Random(seed)
         prompt = [rng.randrange(1, 500) for _ in range(prompt_len)]
         params = SamplingParams(max_tokens=max_tokens, ignore_eos=True)
-        prior = AgentPrior(contribution) if contribution is not None else None
+        if prior is None and contribution is not None:
+            prior = AgentPrior(contribution)
         req = Request(prompt, params, 0, agent_id=agent, prior=prior)
         self.scheduler.add(req)
         return req
@@ -90,13 +93,14 @@ def test_contribution_counts_output_reuse_and_what_eviction_cost():
     ledger = AgentLedger(page_size=1)
     ledger.record_admission("a", list(range(10)), hit_tokens=0)
     ledger.record_admission("b", list(range(1000, 1010)), hit_tokens=0)
-    ledger.record_output("a", output_tokens=5)
-    ledger.of("a").logits_cache_hits += 3
+    ledger.record_finish("a", 5)
+    ledger.record_replayed("a", 3)
     ledger.history.insert(list(range(10)))  # its prompt reached the cache once
     ledger.record_admission("a", list(range(10)), hit_tokens=4)  # reusable 10, 6 recomputed
     a, b = ledger.agents["a"], ledger.agents["b"]
     assert a.online_value == 20 + 5 + 4 + 3 + 6
     assert b.online_value == 10
+    assert (a.finished_calls, a.mean_output, b.mean_output) == (1, 5.0, 0.0)
     c = ledger.contributions()
     assert c["a"] == pytest.approx(38 / 48) and c["b"] == pytest.approx(10 / 48)
 

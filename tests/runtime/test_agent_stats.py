@@ -377,11 +377,14 @@ def test_the_workflow_policy_keeps_a_first_prompt_the_plan_expects_again():
     assert sorted([coordinator, worker, once], key=policy.key) == [coordinator, worker, once]
 
 
-def test_the_plan_brings_the_workflow_policy_to_belady_where_rhythm_alone_cannot():
+def test_the_plan_brings_the_workflow_policy_closer_to_belady_than_rhythm_alone():
     """Synthetic coordinator trace (seed 0, 800-token pool): from call rhythm alone the
     workflow policy recomputes 600 tokens, 2.5x Belady's 240, because every agent's
     first prompt is unprotected; with the plan's priors it keeps the first prompts of
-    the agents called again and matches Belady. (Not everywhere: BENCHMARKS.md.)"""
+    the agents called again (480: the contribution weighting then keeps the
+    coordinator's prefix over a worker's that is needed sooner; without it the plan
+    matched Belady here, but recomputed 40% more over the nine synthetic cases of
+    BENCHMARKS.md)."""
     from hive.runtime.engine.agent_stats import AgentPrior
 
     trace = coordinator_trace(seed=0)
@@ -398,7 +401,7 @@ def test_the_plan_brings_the_workflow_policy_to_belady_where_rhythm_alone_cannot
     rhythm = replay(trace, kv_cache_tokens=800, policy="workflow").recomputed_tokens
     with_plan = replay(planned, kv_cache_tokens=800, policy="workflow").recomputed_tokens
     belady = replay(planned, kv_cache_tokens=800, policy="belady").recomputed_tokens
-    assert with_plan == belady < rhythm
+    assert belady <= with_plan < rhythm
 
 
 def test_calls_arriving_together_are_one_visit_of_the_rhythm():

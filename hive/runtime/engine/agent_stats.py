@@ -92,6 +92,7 @@ class AgentStats:
     first_call: int = 0  # the ledger's visit count at the agent's first and last visits
     last_call: int = 0
     output_tokens: int = 0
+    finished_calls: int = 0
     logits_cache_hits: int = 0  # positions replayed from the Logits Cache
 
     @property
@@ -100,6 +101,11 @@ class AgentStats:
         if self.visits < 2:
             return None
         return (self.last_call - self.first_call) / (self.visits - 1)
+
+    @property
+    def mean_output(self) -> float:
+        """Output tokens per finished call (0 before the first finishes)."""
+        return self.output_tokens / self.finished_calls if self.finished_calls else 0.0
 
     @property
     def online_value(self) -> int:
@@ -181,16 +187,19 @@ class AgentLedger:
             self.priors[key] = prior
             self.version += 1
 
-    def record_output(
-        self, agent_id: str | None, *, output_tokens: int = 0, replayed: int = 0
-    ) -> None:
-        """Output tokens of a finished request, or positions replayed from the Logits
-        Cache, for an admitted agent (a request aborted before admission adds none: the
-        hotspot rule counts admitted agents only)."""
+    def record_finish(self, agent_id: str | None, output_tokens: int) -> None:
+        """A finished request's output tokens, for an admitted agent (a request aborted
+        before admission adds none: the hotspot rule counts admitted agents only)."""
         stats = self.agents.get(agent_name(agent_id))
         if stats is not None:
             stats.output_tokens += output_tokens
-            stats.logits_cache_hits += replayed
+            stats.finished_calls += 1
+
+    def record_replayed(self, agent_id: str | None, positions: int = 1) -> None:
+        """Positions of an admitted agent's request replayed from the Logits Cache."""
+        stats = self.agents.get(agent_name(agent_id))
+        if stats is not None:
+            stats.logits_cache_hits += positions
 
     def contributions(self) -> dict[str, float]:
         """c(a) for every agent seen (see the module docstring); sums to 1 when any is > 0."""

@@ -128,7 +128,7 @@ class LogitsReplay:
         if req.logprobs is not None:
             req.logprobs.append(logprob)
         self.cache.stats.hits += 1
-        self.scheduler.ledger.record_output(req.agent_id, replayed=1)
+        self.scheduler.ledger.record_replayed(req.agent_id)
         return self.check_finished(req)
 
     def _node(self, req: Request) -> TrieNode:

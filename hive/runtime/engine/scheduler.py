@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from collections import Counter
 from collections.abc import Callable
 from typing import NamedTuple
@@ -29,6 +30,7 @@ from hive.runtime.engine.agent_shares import AgentShares, Entitlements, agent_ke
 from hive.runtime.engine.agent_stats import AgentLedger
 from hive.runtime.engine.errors import KVCacheTooSmallError
 from hive.runtime.engine.kv_pool import KVPool
+from hive.runtime.engine.kv_residency import KVResidency
 from hive.runtime.engine.radix_cache import RadixCache
 from hive.runtime.engine.request import Request, RequestStatus
 from hive.runtime.engine.stats import EngineStats
@@ -86,6 +88,11 @@ class Scheduler:
         self.max_running_requests = max_running_requests
         self.shares = (
             AgentShares(self.ledger, max_running_requests) if admission == "shares" else None
+        )
+        self.residency = (
+            KVResidency(cache, self.ledger)
+            if self.shares is not None and cache.policy.reserves_kv
+            else None
         )
         self.waiting: list[Request] = []
         self.running: list[Request] = []
@@ -193,7 +200,7 @@ class Scheduler:
             req.finish_reason = req.finish_reason or "abort"
 
     def finish(self, req: Request) -> None:
-        self.ledger.record_output(req.agent_id, output_tokens=len(req.output_ids))
+        self.ledger.record_finish(req.agent_id, len(req.output_ids))
         if req in self.running:
             self.running.remove(req)
         elif req in self.waiting:
@@ -383,6 +390,8 @@ class Scheduler:
         # shared pages are computed once (N samples of a prompt, a common system prompt).
         inflight = [r for r in self.running if r.num_pending > 1]
         candidates = self._admission_order(entitled) if entitled is not None else list(self.waiting)
+        if self.residency is not None:
+            self.residency.invalidate()  # the tree changed since the last admission pass
         step = self.stats.num_steps
         for req in candidates:
             if budget == 0 or len(self.running) >= self.max_running_requests:
@@ -407,7 +416,12 @@ class Scheduler:
             req.pages.reset(match.page_ids)
             req.num_kv = req.num_tree = match.num_tokens
             req.tree_node = match.node
+            if self._must_wait_for_residency(req, step):
+                self.release(req)
+                continue  # others may need fewer pages, or only their own agent's
             n = self._reserve_upto(req, min(req.num_pending, cap))
+            if self.residency is not None:
+                self.residency.invalidate()  # the lock, and any eviction, changed the tree
             if n == 0:
                 self.release(req)
                 break
@@ -433,6 +447,24 @@ class Scheduler:
                 entitled.running[agent_key(req)] += 1
                 entitled.take(agent_key(req), n)
         return budget
+
+    def _must_wait_for_residency(self, req: Request, step: int) -> bool:
+        """Whether admitting `req` would evict KV the policy reserves for more valuable
+        agents (kv_residency.py), while other requests run. The pages counted are its
+        whole pending prompt (a chunked prompt's later chunks evict too) and the output
+        its agent's calls produced on average (a request admitted into the last free
+        pages would evict the reserved prefix anyway with its first decoded tokens)."""
+        if self.residency is None or not self.running or is_starving(req, step):
+            return False
+        stats = self.ledger.agents.get(agent_key(req))
+        expected_output = math.ceil(stats.mean_output) if stats is not None else 0
+        output = min(req.params.max_tokens - len(req.output_ids), expected_output)
+        need = self.pool.pages_for(req.num_kv + req.num_pending + output) - len(req.page_ids)
+        short = need - self.pool.allocator.num_free
+        if short <= 0:
+            return False
+        assert req.tree_node is not None
+        return self.residency.evictable_pages(req.agent_id, req.tree_node) < short
 
     def _pick_victim(self, exclude: set[int]) -> Request | None:
         """The running request to preempt: lowest effective priority, then youngest.

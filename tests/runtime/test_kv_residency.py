@@ -1,0 +1,123 @@
+"""KV residency: an admission waits rather than evict a more valuable agent's prefix."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+from test_agent_shares import Harness
+
+from hive.runtime.engine.agent_shares import STARVE_STEPS
+from hive.runtime.engine.agent_stats import AgentLedger, AgentPrior
+from hive.runtime.engine.eviction import BaseEvictionPolicy
+from hive.runtime.engine.kv_pool import KVPool
+from hive.runtime.engine.kv_residency import KVResidency
+from hive.runtime.engine.radix_cache import RadixCache
+from hive.runtime.engine.replay import replay
+from hive.runtime.engine.replay_trace import TraceRequest
+
+
+class LevelsPolicy(BaseEvictionPolicy):
+    """Residency by the node's first token: a fixed table."""
+
+    reserves_kv = True
+
+    def __init__(self, levels):
+        self.levels = levels
+
+    def key(self, node):
+        return node.last_access
+
+    def residency(self, node):
+        return self.levels.get(node.token_ids[0], -math.inf)
+
+
+def test_an_agent_may_evict_only_nodes_reserved_at_or_below_its_contribution():
+    kv = KVPool(1, 64, 1, 1, 1, torch.float32, "cpu")
+    cache = RadixCache(kv.allocator, 1, LevelsPolicy({1: 0.6, 2: 0.3}))
+    for first, size in ((1, 10), (2, 5), (3, 4)):  # 3: reserved for nobody
+        cache.insert([first] * size, kv.allocator.allocate(size), "a", 0)
+    ledger = AgentLedger(page_size=1)
+    for agent, c in (("hot", 0.6), ("warm", 0.3), ("cold", 0.1)):
+        ledger.record_prior(agent, AgentPrior(c))
+    residency = KVResidency(cache, ledger)
+    assert residency.evictable_pages("hot", cache.root) == 19
+    assert residency.evictable_pages("warm", cache.root) == 9
+    assert residency.evictable_pages("cold", cache.root) == 4
+    assert residency.evictable_pages("unknown agent", cache.root) == 4
+    # A request's own matched prefix is locked for it: not pages it can free.
+    own = cache.match_prefix([2] * 5).node
+    assert residency.evictable_pages("warm", own) == 4
+
+
+def _copies_trace(rounds=4, critics=4):
+    """A verifier with a 300-token system prompt, then `critics` concurrent critic calls
+    (a shared 100-token prompt and 100 tokens of their own each), in rounds: the pool
+    holds the verifier's prompt and two critics, not four."""
+    rng = random.Random(0)
+
+    def tokens(n):
+        return [rng.randrange(1, 500) for _ in range(n)]
+
+    verifier_prompt, critic_prompt = tokens(300), tokens(100)
+    verifier = AgentPrior(0.6, expected_calls=rounds, workflow_calls=5 * rounds, max_calls=rounds)
+    critic = AgentPrior(0.2, expected_calls=4 * rounds, workflow_calls=5 * rounds,
+                        max_calls=4 * rounds)  # fmt: skip
+    trace = []
+    for r in range(rounds):
+        trace.append(TraceRequest("verifier", verifier_prompt + tokens(10), [7] * 4, 2 * r,
+                                  prior=verifier))  # fmt: skip
+        for _ in range(critics):
+            trace.append(TraceRequest("critic", critic_prompt + tokens(100), [7] * 4, 2 * r + 1,
+                                      prior=critic))  # fmt: skip
+    return trace
+
+
+def test_concurrent_cold_calls_wait_rather_than_evict_the_hotspots_prefix():
+    """Eviction alone cannot keep the verifier's prompt: the four critics' own pages
+    need it. With agent-aware admission the last critics wait for the first two, and
+    the verifier's prompt is never computed twice; the agent-unaware scheduler
+    recomputes it every round, whatever the eviction order (Belady's included)."""
+    trace = _copies_trace()
+    aware = replay(trace, kv_cache_tokens=700, policy="workflow", admission="shares")
+    unaware = replay(trace, kv_cache_tokens=700, policy="workflow", admission="fcfs")
+    belady = replay(trace, kv_cache_tokens=700, policy="belady", admission="fcfs")
+    assert aware.failed == unaware.failed == 0
+    assert aware.agents["verifier"].recomputed_tokens == 0
+    assert unaware.agents["verifier"].recomputed_tokens >= 3 * 300
+    assert belady.agents["verifier"].recomputed_tokens >= 3 * 300
+    assert aware.recomputed_tokens < belady.recomputed_tokens
+    # Policies that reserve nothing are not affected by it.
+    lru = replay(trace, kv_cache_tokens=700, policy="lru", admission="shares")
+    assert (
+        lru.recomputed_tokens
+        == replay(trace, kv_cache_tokens=700, policy="lru", admission="fcfs").recomputed_tokens
+    )
+
+
+def test_a_request_kept_waiting_by_residency_is_admitted_once_it_starves():
+    """A hot agent's prefix is cached and expected again, a filler runs on and on, and a
+    cold request can fit only by evicting the hot prefix: it waits, but not forever."""
+    harness = Harness(policy="workflow", pool=1000)
+    hot = AgentPrior(0.9, expected_calls=10, workflow_calls=12, max_calls=10)
+    harness.add("hot", prompt_len=100, max_tokens=2, prior=hot)
+    harness.run()
+    harness.add("filler", prompt_len=10, max_tokens=300, prior=AgentPrior(0.05), seed=1)
+    harness.step()
+    cold = harness.add("cold", prompt_len=900, max_tokens=2, prior=AgentPrior(0.05), seed=2)
+    start = harness.stats.num_steps
+    while not cold.admitted:
+        harness.step()
+    waited = harness.stats.num_steps - start
+    assert STARVE_STEPS <= waited <= STARVE_STEPS + 2
+    harness.run()
+    # Without agent-aware admission nothing is reserved: it goes at once.
+    fcfs = Harness(policy="workflow", pool=1000, admission="fcfs")
+    fcfs.add("hot", prompt_len=100, max_tokens=2, prior=hot)
+    fcfs.run()
+    fcfs.add("filler", prompt_len=10, max_tokens=300, prior=AgentPrior(0.05), seed=1)
+    fcfs.step()
+    cold = fcfs.add("cold", prompt_len=900, max_tokens=2, prior=AgentPrior(0.05), seed=2)
+    fcfs.step()
+    assert cold.admitted
