@@ -228,9 +228,12 @@ def run_command(
     policy: Annotated[
         str,
         typer.Option(
-            help="KV-cache eviction policy: lru, lfu, agent (contribution-weighted) or workflow (next call first)."
+            help="KV-cache eviction policy: workflow (the default: each agent's next call, "
+            "weighted by its contribution; with --admission shares a call waits rather than "
+            "evict a more valuable agent's cached prefix), agent (contribution-weighted "
+            "recency), lru or lfu."
         ),
-    ] = "lru",
+    ] = "workflow",
     admission: Annotated[
         str,
         typer.Option(

@@ -110,8 +110,12 @@ def check_logits_cache_option(value: object) -> None:
 
 
 def make_engine(model: str, **options: Any) -> EngineLike:
+    """An engine for a plan's calls: with the workflow eviction policy unless told
+    otherwise (the plan's priors are what it reads; the engine's own default, for
+    requests without a plan, is LRU)."""
     from hive.runtime.engine.engine import Engine
 
+    options.setdefault("eviction_policy", "workflow")
     return Engine.from_pretrained(model, **options)
 
 

@@ -33,7 +33,7 @@ def test_run_prints_the_outputs_and_a_cost_line(fake):
     assert result.stdout.startswith("answer: ")
     assert "verified: " in result.stdout
     assert "calls" in result.stderr and "prompt tokens from the prefix cache" in result.stderr
-    assert fake[0].model == "smollm2-135m" and fake[0].options["eviction_policy"] == "lru"
+    assert fake[0].model == "smollm2-135m" and fake[0].options["eviction_policy"] == "workflow"
 
 
 def test_run_json_and_trace(fake, tmp_path):
