@@ -9,7 +9,7 @@ import torch
 from test_agent_shares import Harness
 
 from hive.runtime.engine.agent_shares import STARVE_STEPS
-from hive.runtime.engine.agent_stats import AgentLedger, AgentPrior
+from hive.runtime.engine.agent_stats import AgentPrior
 from hive.runtime.engine.eviction import BaseEvictionPolicy
 from hive.runtime.engine.kv_pool import KVPool
 from hive.runtime.engine.kv_residency import KVResidency
@@ -19,12 +19,12 @@ from hive.runtime.engine.replay_trace import TraceRequest
 
 
 class LevelsPolicy(BaseEvictionPolicy):
-    """Residency by the node's first token: a fixed table."""
+    """Residency by the node's first token, claims by agent: fixed tables."""
 
     reserves_kv = True
 
-    def __init__(self, levels):
-        self.levels = levels
+    def __init__(self, levels, claims):
+        self.levels, self.claims = levels, claims
 
     def key(self, node):
         return node.last_access
@@ -32,16 +32,17 @@ class LevelsPolicy(BaseEvictionPolicy):
     def residency(self, node):
         return self.levels.get(node.token_ids[0], -math.inf)
 
+    def claim(self, agent_id):
+        return self.claims.get(agent_id, 0.0)
 
-def test_an_agent_may_evict_only_nodes_reserved_at_or_below_its_contribution():
+
+def test_an_admission_may_evict_only_nodes_reserved_at_or_below_its_claim():
     kv = KVPool(1, 64, 1, 1, 1, torch.float32, "cpu")
-    cache = RadixCache(kv.allocator, 1, LevelsPolicy({1: 0.6, 2: 0.3}))
+    claims = {"hot": 0.6, "warm": 0.3, "cold": 0.1}
+    cache = RadixCache(kv.allocator, 1, LevelsPolicy({1: 0.6, 2: 0.3}, claims))
     for first, size in ((1, 10), (2, 5), (3, 4)):  # 3: reserved for nobody
         cache.insert([first] * size, kv.allocator.allocate(size), "a", 0)
-    ledger = AgentLedger(page_size=1)
-    for agent, c in (("hot", 0.6), ("warm", 0.3), ("cold", 0.1)):
-        ledger.record_prior(agent, AgentPrior(c))
-    residency = KVResidency(cache, ledger)
+    residency = KVResidency(cache)
     assert residency.evictable_pages("hot", cache.root) == 19
     assert residency.evictable_pages("warm", cache.root) == 9
     assert residency.evictable_pages("cold", cache.root) == 4

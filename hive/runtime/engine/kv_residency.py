@@ -6,9 +6,10 @@ admitted together take the pages of the verifier's system prompt that every
 copy calls next, and no eviction order can help (Belady's included). So with
 agent-aware admission, a waiting request of agent a is admitted only if the
 pages it needs beyond the free ones can come from cached nodes whose
-residency (`BaseEvictionPolicy.residency`: for `workflow`, the highest
-contribution among the node's expected agents) is at most c(a); else it
-waits, and the others go on. The rule never blocks progress: it applies only
+residency (`BaseEvictionPolicy.residency`; for `workflow`, the top
+contribution among the node's expected agents) is at most the policy's
+`claim(a)` (for `workflow`, a's contribution). Else the request waits, and
+the others go on. The rule never blocks progress: it applies only
 while other requests run (they finish and free their pages), and a request
 starving (`is_starving`) ignores it. Agent-unaware policies reserve nothing.
 
@@ -25,14 +26,12 @@ from __future__ import annotations
 import bisect
 import itertools
 
-from hive.runtime.engine.agent_stats import AgentLedger, agent_name
 from hive.runtime.engine.radix_cache import RadixCache, TreeNode
 
 
 class KVResidency:
-    def __init__(self, cache: RadixCache, ledger: AgentLedger) -> None:
+    def __init__(self, cache: RadixCache) -> None:
         self.cache = cache
-        self.ledger = ledger
         self._levels: list[float] | None = None  # residency of evictable nodes, ascending
         self._pages: list[int] = []  # pages of the nodes up to and including each level
         self._summarised: dict[int, float] = {}  # id(node) -> its level, for those nodes
@@ -56,7 +55,7 @@ class KVResidency:
         if self._levels is None:
             self._summarise()
         assert self._levels is not None
-        mine = self.ledger.contributions().get(agent_name(agent_id), 0.0)
+        mine = self.cache.policy.claim(agent_id)
         count = bisect.bisect_right(self._levels, mine)
         pages = self._pages[count - 1] if count else 0
         node: TreeNode | None = own

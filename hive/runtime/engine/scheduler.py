@@ -90,9 +90,7 @@ class Scheduler:
             AgentShares(self.ledger, max_running_requests) if admission == "shares" else None
         )
         self.residency = (
-            KVResidency(cache, self.ledger)
-            if self.shares is not None and cache.policy.reserves_kv
-            else None
+            KVResidency(cache) if self.shares is not None and cache.policy.reserves_kv else None
         )
         self.waiting: list[Request] = []
         self.running: list[Request] = []
