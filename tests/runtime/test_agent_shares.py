@@ -27,7 +27,8 @@ class Harness:
         self, admission="shares", max_running=4, max_batch_tokens=64, pool=8192, policy="lru"
     ):
         kv = KVPool(1, pool, 1, 1, 1, torch.float32, "cpu")
-        cache = RadixCache(kv.allocator, 1, make_eviction_policy(policy))
+        policy = make_eviction_policy(policy) if isinstance(policy, str) else policy
+        cache = RadixCache(kv.allocator, 1, policy)
         self.stats = EngineStats()
         self.scheduler = Scheduler(
             kv, cache, self.stats, max_batch_tokens, max_running, admission=admission

@@ -97,28 +97,71 @@ def test_concurrent_cold_calls_wait_rather_than_evict_the_hotspots_prefix():
     )
 
 
-def test_a_request_kept_waiting_by_residency_is_admitted_once_it_starves():
-    """A hot agent's prefix is cached and expected again, a filler runs on and on, and a
-    cold request can fit only by evicting the hot prefix: it waits, but not forever."""
-    harness = Harness(policy="workflow", pool=1000)
+def _hot_prefix_then_cold_request(policy, admission):
+    """A hot agent's 100-token prefix cached and expected again, a filler running on and
+    on, and a cold request that fits only by evicting the hot prefix."""
+    harness = Harness(policy=policy, pool=1000, admission=admission)
     hot = AgentPrior(0.9, expected_calls=10, workflow_calls=12, max_calls=10)
-    harness.add("hot", prompt_len=100, max_tokens=2, prior=hot)
+    first = harness.add("hot", prompt_len=100, max_tokens=2, prior=hot)
     harness.run()
     harness.add("filler", prompt_len=10, max_tokens=300, prior=AgentPrior(0.05), seed=1)
     harness.step()
     cold = harness.add("cold", prompt_len=900, max_tokens=2, prior=AgentPrior(0.05), seed=2)
+    return harness, first.prompt_ids, cold
+
+
+def test_a_request_kept_waiting_by_residency_is_admitted_once_it_starves():
+    harness, hot_prompt, cold = _hot_prefix_then_cold_request("workflow", "shares")
+    cache = harness.scheduler.cache
     start = harness.stats.num_steps
     while not cold.admitted:
+        assert cache.match_prefix(hot_prompt, record=False).num_tokens == 100  # kept
         harness.step()
     waited = harness.stats.num_steps - start
     assert STARVE_STEPS <= waited <= STARVE_STEPS + 2
     harness.run()
-    # Without agent-aware admission nothing is reserved: it goes at once.
-    fcfs = Harness(policy="workflow", pool=1000, admission="fcfs")
-    fcfs.add("hot", prompt_len=100, max_tokens=2, prior=hot)
-    fcfs.run()
-    fcfs.add("filler", prompt_len=10, max_tokens=300, prior=AgentPrior(0.05), seed=1)
-    fcfs.step()
-    cold = fcfs.add("cold", prompt_len=900, max_tokens=2, prior=AgentPrior(0.05), seed=2)
-    fcfs.step()
+    # A policy that reserves nothing, with the same admission: it goes at once.
+    harness, _, cold = _hot_prefix_then_cold_request("lru", "shares")
+    harness.step()
     assert cold.admitted
+
+
+def test_with_nothing_else_running_a_request_goes_at_once():
+    harness, hot_prompt, cold = _hot_prefix_then_cold_request("workflow", "shares")
+    filler = next(r for r in harness.scheduler.running if r.agent_id == "filler")
+    harness.scheduler.abort(filler)
+    harness.step()
+    assert cold.admitted
+    harness.run()  # its later chunks take the hot prefix's pages: nothing else needs them
+    assert cold.finish_reason == "length"
+    assert harness.scheduler.cache.match_prefix(hot_prompt, record=False).num_tokens < 100
+
+
+def test_an_admission_evicts_only_what_it_may_whatever_the_eviction_order():
+    """The policy's order would evict the reserved node first (its key is the smallest);
+    the gated admission takes the unreserved one instead."""
+    claims = {"filler": 1.0, "cold": 0.1}
+    policy = LevelsPolicy({1: 0.9, 2: 0.0}, claims)
+    policy.key = lambda node: node.token_ids[0]  # node [1...] goes first, [2...] next
+    harness = Harness(policy=policy, pool=100)
+    cache, allocator = harness.scheduler.cache, harness.scheduler.pool.allocator
+    cache.insert([1] * 30, allocator.allocate(30), "hot", 0)
+    cache.insert([2] * 30, allocator.allocate(30), "cold", 0)
+    harness.add("filler", prompt_len=10, max_tokens=50)
+    harness.step()
+    cold = harness.add("cold", prompt_len=40, max_tokens=1, seed=3)
+    harness.step()
+    assert cold.admitted
+    assert cache.match_prefix([1] * 30, record=False).num_tokens == 30
+    assert cache.match_prefix([2] * 30, record=False).num_tokens < 30
+
+
+def test_the_summary_follows_a_split_of_a_summarised_node():
+    kv = KVPool(1, 64, 1, 1, 1, torch.float32, "cpu")
+    cache = RadixCache(kv.allocator, 1, LevelsPolicy({1: 0.3}, {"warm": 0.3}))
+    cache.insert([1] * 10, kv.allocator.allocate(10), "a", 0)
+    residency = KVResidency(cache)
+    assert residency.evictable_pages("warm", cache.root) == 10
+    upper = cache.match_prefix([1] * 4, record=False).node  # splits the node at 4
+    assert len(upper.page_ids) == 4
+    assert residency.evictable_pages("warm", upper) == 6

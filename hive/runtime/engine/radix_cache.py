@@ -82,6 +82,9 @@ class RadixCache:
         self.num_evicted_pages = 0
         self._clock = itertools.count(1)
         self.now = 0  # the last use's clock value (one tick per record_use)
+        # Bumped by every change of the tree, its locks or its uses: lets a summary of
+        # the evictable nodes (kv_residency.py) know when it is stale.
+        self.version = 0
         # Told (agents of the node, pages) for every evicted node: per-agent accounting.
         self.on_evict: Callable[[set[str], int], None] | None = None
 
@@ -100,6 +103,7 @@ class RadixCache:
 
     def _split(self, node: TreeNode, num_tokens: int) -> TreeNode:
         """Cut `node` after `num_tokens` tokens; return the new upper part."""
+        self.version += 1
         num_pages = num_tokens // self.page_size
         upper = TreeNode(
             node.parent, node.token_ids[:num_tokens], node.page_ids[:num_pages], next(self._serials)
@@ -124,6 +128,7 @@ class RadixCache:
         """Mark `node` and its ancestors as just used by `agent_id` (a prefix hit when
         `hit`; an insert of newly computed pages is a use but not a hit)."""
         now = self.now = next(self._clock)
+        self.version += 1
         while node is not self.root:
             node.last_access = now
             node.hit_count += hit
@@ -199,22 +204,28 @@ class RadixCache:
         return pos
 
     def lock(self, node: TreeNode) -> None:
+        self.version += 1
         while node is not self.root:
             node.ref_count += 1
             node = node.parent  # type: ignore[assignment]
 
     def unlock(self, node: TreeNode) -> None:
+        self.version += 1
         while node is not self.root:
             node.ref_count -= 1
             assert node.ref_count >= 0, "radix node unlocked more than locked"
             node = node.parent  # type: ignore[assignment]
 
-    def evict(self, num_pages: int) -> int:
-        """Free at least `num_pages` pages if possible; return pages freed."""
+    def evict(self, num_pages: int, keep: Callable[[TreeNode], bool] | None = None) -> int:
+        """Free at least `num_pages` pages if possible; return pages freed. Nodes for which
+        `keep` is true stay (and so do their ancestors)."""
         if num_pages <= 0:
             return 0
+        self.version += 1
         heap = [
-            (self.policy.key(n), n) for n in self.nodes() if not n.children and n.ref_count == 0
+            (self.policy.key(n), n)
+            for n in self.nodes()
+            if not n.children and n.ref_count == 0 and not (keep and keep(n))
         ]
         heapq.heapify(heap)
         freed = 0
@@ -227,7 +238,12 @@ class RadixCache:
             parent = node.parent
             assert parent is not None
             del parent.children[self._key(node.token_ids, 0)]
-            if parent is not self.root and not parent.children and parent.ref_count == 0:
+            if (
+                parent is not self.root
+                and not parent.children
+                and parent.ref_count == 0
+                and not (keep and keep(parent))
+            ):
                 heapq.heappush(heap, (self.policy.key(parent), parent))
         self.num_pages -= freed
         self.num_evicted_pages += freed

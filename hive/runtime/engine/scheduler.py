@@ -31,7 +31,7 @@ from hive.runtime.engine.agent_stats import AgentLedger
 from hive.runtime.engine.errors import KVCacheTooSmallError
 from hive.runtime.engine.kv_pool import KVPool
 from hive.runtime.engine.kv_residency import KVResidency
-from hive.runtime.engine.radix_cache import RadixCache
+from hive.runtime.engine.radix_cache import MatchResult, RadixCache, TreeNode
 from hive.runtime.engine.request import Request, RequestStatus
 from hive.runtime.engine.stats import EngineStats
 
@@ -105,12 +105,15 @@ class Scheduler:
 
     # -- KV bookkeeping -------------------------------------------------------------------
 
-    def _reserve_upto(self, req: Request, num_tokens: int) -> int:
-        """Reserve pages for up to `num_tokens` more tokens of `req`; return how many fit."""
+    def _reserve_upto(
+        self, req: Request, num_tokens: int, keep: Callable[[TreeNode], bool] | None = None
+    ) -> int:
+        """Reserve pages for up to `num_tokens` more tokens of `req`; return how many fit.
+        Cached nodes for which `keep` is true are not evicted for them."""
         allocator, ps = self.pool.allocator, self.pool.page_size
         need = self.pool.pages_for(req.num_kv + num_tokens) - len(req.page_ids)
         if need > allocator.num_free:
-            self.cache.evict(need - allocator.num_free)
+            self.cache.evict(need - allocator.num_free, keep)
         need = min(need, allocator.num_free)
         fit = min(num_tokens, (len(req.page_ids) + need) * ps - req.num_kv)
         if fit <= 0:
@@ -327,7 +330,14 @@ class Scheduler:
                 want = min(want, entitled.token_allowance(agent_key(req)))
             if want <= 0:
                 continue
-            total = self._reserve_upto(req, granted + want)
+            keep = None  # as when it was admitted; bounded like a wait (STARVE_STEPS)
+            if (
+                self.residency is not None
+                and len(self.running) > 1
+                and not is_starving(req, self.stats.num_steps)
+            ):
+                keep = self.residency.reserved_against(req.agent_id)
+            total = self._reserve_upto(req, granted + want, keep)
             if total <= granted:
                 continue
             item = ScheduledRequest(req, req.num_kv, total, total == req.num_pending)
@@ -388,8 +398,12 @@ class Scheduler:
         # shared pages are computed once (N samples of a prompt, a common system prompt).
         inflight = [r for r in self.running if r.num_pending > 1]
         candidates = self._admission_order(entitled) if entitled is not None else list(self.waiting)
-        if self.residency is not None:
-            self.residency.invalidate()  # the tree changed since the last admission pass
+        # KV residency: the pages the running requests will still take (kv_residency.py).
+        promised = (
+            sum(self._pages_to_come(r, len(r.page_ids)) for r in self.running)
+            if self.residency is not None
+            else 0
+        )
         step = self.stats.num_steps
         for req in candidates:
             if budget == 0 or len(self.running) >= self.max_running_requests:
@@ -410,16 +424,14 @@ class Scheduler:
                 for other in inflight
             ):
                 continue
+            admit, keep = self._residency_gate(req, match, promised, step)
+            if not admit:
+                continue  # others may need fewer pages, or only their own agent's
             self.cache.lock(match.node)
             req.pages.reset(match.page_ids)
             req.num_kv = req.num_tree = match.num_tokens
             req.tree_node = match.node
-            if self._must_wait_for_residency(req, step):
-                self.release(req)
-                continue  # others may need fewer pages, or only their own agent's
-            n = self._reserve_upto(req, min(req.num_pending, cap))
-            if self.residency is not None:
-                self.residency.invalidate()  # the lock, and any eviction, changed the tree
+            n = self._reserve_upto(req, min(req.num_pending, cap), keep)
             if n == 0:
                 self.release(req)
                 break
@@ -441,28 +453,37 @@ class Scheduler:
             scheduled.add(req.rid)
             inflight.append(req)
             budget -= n
+            if self.residency is not None:
+                promised += self._pages_to_come(req, len(req.page_ids))
             if entitled is not None:
                 entitled.running[agent_key(req)] += 1
                 entitled.take(agent_key(req), n)
         return budget
 
-    def _must_wait_for_residency(self, req: Request, step: int) -> bool:
-        """Whether admitting `req` would evict KV the policy reserves for more valuable
-        agents (kv_residency.py), while other requests run. The pages counted are its
-        whole pending prompt (a chunked prompt's later chunks evict too) and the output
-        its agent's calls produced on average (a request admitted into the last free
-        pages would evict the reserved prefix anyway with its first decoded tokens)."""
-        if self.residency is None or not self.running or is_starving(req, step):
-            return False
+    def _pages_to_come(self, req: Request, held: int) -> int:
+        """Pages `req` will still take beyond the `held` ones: the rest of its prompt, and
+        the output its agent's calls produced on average."""
         stats = self.ledger.agents.get(agent_key(req))
         expected_output = math.ceil(stats.mean_output) if stats is not None else 0
         output = min(req.params.max_tokens - len(req.output_ids), expected_output)
-        need = self.pool.pages_for(req.num_kv + req.num_pending + output) - len(req.page_ids)
-        short = need - self.pool.allocator.num_free
+        return max(0, self.pool.pages_for(len(req.tokens) + output) - held)
+
+    def _residency_gate(
+        self, req: Request, match: MatchResult, promised: int, step: int
+    ) -> tuple[bool, Callable[[TreeNode], bool] | None]:
+        """KV residency for admitting `req` (kv_residency.py), before its match is locked:
+        whether it may go now, and the cached nodes its pages must not be evicted from
+        (None: any, as when nothing else runs, it is starving, or free pages suffice)."""
+        if self.residency is None or not self.running or is_starving(req, step):
+            return True, None
+        short = self._pages_to_come(req, len(match.page_ids)) - (
+            self.pool.allocator.num_free - promised
+        )
         if short <= 0:
-            return False
-        assert req.tree_node is not None
-        return self.residency.evictable_pages(req.agent_id, req.tree_node) < short
+            return True, None
+        if self.residency.evictable_pages(req.agent_id, match.node) < short:
+            return False, None
+        return True, self.residency.reserved_against(req.agent_id)
 
     def _pick_victim(self, exclude: set[int]) -> Request | None:
         """The running request to preempt: lowest effective priority, then youngest.
