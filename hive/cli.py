@@ -172,7 +172,8 @@ def generate(
         typer.Option(
             help="off, exact (reuse next-token distributions across the samples; the same "
             "tokens as off) or hotspot (APPROXIMATE: each sample after the first re-samples "
-            "an earlier one from an uncertain position)."
+            "an earlier one from an uncertain position and copies its confident tokens "
+            "after it)."
         ),
     ] = "off",
 ) -> None:
@@ -253,7 +254,8 @@ def run_command(
         typer.Option(
             help="plan (the Logits Cache where the compiler marked repeated calls, in the "
             "mode of each node: exact unless the agent asks for hotspot), exact, hotspot "
-            "(APPROXIMATE: re-samples branch from an earlier path's uncertain positions) "
+            "(APPROXIMATE: re-samples branch from an earlier path's uncertain positions and "
+            "copy its confident tokens after the branch) "
             "or off."
         ),
     ] = "plan",

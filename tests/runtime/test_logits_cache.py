@@ -317,3 +317,34 @@ def test_stored_rows_replay_the_samplers_token(seed):
         for u, token in zip(edges, expected, strict=True):
             i = dist.lookup(u)
             assert i is None or dist.ids[i] == token
+
+
+def test_a_hotspot_branch_copies_the_earlier_paths_confident_tokens_after_it():
+    """P = 10 11 12 13 14, uncertain at positions 0 and 3 (two tokens, half each),
+    confident elsewhere: a branch at 0 takes the other token and copies 11 12, up to
+    the next uncertain position; a branch at 3 keeps 10 11 12, takes 23 and copies 14."""
+    from array import array
+
+    from hive.runtime.engine.hotspot import STABLE_ENTROPY, branch_point
+    from hive.runtime.engine.logits_cache import LogitsCache
+    from hive.runtime.engine.stored_distribution import StoredDistribution, greedy_distribution
+
+    def coin(a, b):
+        half = math.log(0.5)
+        return StoredDistribution(array("i", [a, b]), array("f", [half, half]), 1.0, True,
+                                  lo=array("d", [0.0, 0.5]), hi=array("d", [0.5, 1.0]))  # fmt: skip
+
+    assert coin(1, 2).entropy > STABLE_ENTROPY >= greedy_distribution(1, 0.0).entropy
+    cache, key, base = LogitsCache(1 << 20), ("prompt", "params"), [10, 11, 12, 13, 14]
+    rows = [coin(10, 20), greedy_distribution(11, 0.0), greedy_distribution(12, 0.0),
+            coin(13, 23), greedy_distribution(14, 0.0)]  # fmt: skip
+    for depth, dist in enumerate(rows):
+        assert cache.store(cache.find(key, base[:depth]), dist)
+    cache.find(key, base)
+    cache.complete_path(key, base)
+    seen = set()
+    for seed in range(20):
+        branch = branch_point(cache, key, torch.Generator().manual_seed(seed))
+        assert branch is not None and len(branch.logprobs) == len(branch.tokens)
+        seen.add(tuple(branch.tokens))
+    assert seen == {(20, 11, 12), (10, 11, 12, 23, 14)}

@@ -139,15 +139,15 @@ class LogitsReplay:
         return node
 
     def _branch(self, req: Request) -> bool:
-        """Hotspot mode: start from an earlier path's stable prefix and a new token; True if
-        that already finished the request (the earlier path may have run under other
-        stops or a larger max_tokens, so every token is checked)."""
+        """Hotspot mode: start from an earlier path's prefix, a new token and the earlier
+        path's confident tokens after it (hotspot.py); True if that already finished the
+        request (the earlier path may have run under other stops or a larger
+        max_tokens, so every token is checked)."""
         choice = branch_point(self.cache, cache_key(req), req.generator)
         if choice is None:
             return False
-        prefix, token, logprobs = choice
         self.cache.stats.branched += 1
-        for t, logprob in zip([*prefix, token], logprobs, strict=True):
+        for t, logprob in zip(choice.tokens, choice.logprobs, strict=True):
             if self._push(req, t, logprob):
                 return True
         return False
