@@ -43,7 +43,7 @@ from typing import Any
 
 from hive.compiler import compile_loaded, load_spec_text
 from hive.compiler.plan import Plan
-from hive.runtime.engine.agent_stats import hotspot_agents, hotspot_miss_rate
+from hive.runtime.engine.agent_stats import hotspot_agents, hotspot_miss_rate, prefix_hit_rate
 from hive.runtime.engine.bench import system_prompt
 from hive.runtime.engine.engine import Engine
 from hive.runtime.engine.errors import EngineError
@@ -191,10 +191,9 @@ async def _run(engine: Engine, w: Workload) -> tuple[list[dict[str, Any]], float
 
 
 def _figures(agents: dict[str, Any], hot: list[str]) -> dict[str, Any]:
-    prompt = sum(a.prompt_tokens for a in agents.values())
     return {
         "hotspot_miss_rate": hotspot_miss_rate(agents, hot),
-        "prefix_hit_rate": sum(a.hit_tokens for a in agents.values()) / prompt if prompt else 0,
+        "prefix_hit_rate": prefix_hit_rate(agents),
         "recomputed_tokens": sum(a.recomputed_tokens for a in agents.values()),
         "hotspots": hot,
         "calls": sum(a.calls for a in agents.values()),

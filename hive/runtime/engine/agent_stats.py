@@ -227,6 +227,12 @@ def hotspot_agents(agents: dict[str, AgentStats], share: float = HOTSPOT_SHARE) 
     return ranked[:count]
 
 
+def prefix_hit_rate(agents: dict[str, AgentStats]) -> float:
+    """Prompt tokens served by the prefix cache over all prompt tokens."""
+    prompt = sum(a.prompt_tokens for a in agents.values())
+    return sum(a.hit_tokens for a in agents.values()) / prompt if prompt else 0.0
+
+
 def hotspot_miss_rate(agents: dict[str, AgentStats], hotspots: list[str]) -> float:
     reusable = sum(agents[a].reusable_tokens for a in hotspots if a in agents)
     recomputed = sum(agents[a].recomputed_tokens for a in hotspots if a in agents)

@@ -29,6 +29,7 @@ from hive.runtime.engine.agent_stats import (
     AgentStats,
     hotspot_agents,
     hotspot_miss_rate,
+    prefix_hit_rate,
 )
 from hive.runtime.engine.eviction import BaseEvictionPolicy, make_eviction_policy
 from hive.runtime.engine.kv_pool import KVPool
@@ -194,13 +195,12 @@ def replay(
 
     agents = dict(ledger.agents)
     hotspots = hotspot_agents(agents)
-    prompt = sum(a.prompt_tokens for a in agents.values())
     return ReplayResult(
         policy=policy,
         agents=agents,
         hotspots=hotspots,
         hotspot_miss_rate=hotspot_miss_rate(agents, hotspots),
-        prefix_hit_rate=sum(a.hit_tokens for a in agents.values()) / prompt if prompt else 0.0,
+        prefix_hit_rate=prefix_hit_rate(agents),
         recomputed_tokens=sum(a.recomputed_tokens for a in agents.values()),
         steps=stats.num_steps,
         preemptions=stats.num_preemptions,
