@@ -38,14 +38,15 @@ class BaseEvictionPolicy(ABC):
         """Called once with the engine's per-agent counters and its cache (online policies)."""
 
     def residency(self, node: TreeNode) -> float:
-        """KV residency (kv_residency.py): how urgently this evictable node is needed.
-        While other requests run, an admission may evict it only if `claim` of its
+        """KV residency (kv_residency.py): the level this evictable node is reserved at.
+        While other requests run, an admission may evict it only if the `claim` of its
         agent is at least this; -inf: anyone's may. Agent-unaware policies reserve
         nothing."""
         return -math.inf
 
     def claim(self, agent_id: str | None) -> float:
-        """How urgent a call of `agent_id` admitted now is, on `residency`'s scale."""
+        """The level up to which an admission of `agent_id` may evict, on `residency`'s
+        scale."""
         return math.inf
 
 
@@ -173,9 +174,10 @@ class WorkflowPolicy(BaseEvictionPolicy):
     A node's key is, over its expected agents, the smallest
         (visits until the agent's next call + 1) / (wp(a) * wc(a))
     with wp(a) = p(a) / max p, the plan's contribution (`AgentPrior.contribution`;
-    0 for an agent the plan does not name, 1 for all without a plan) and wc(a) = c(a) / max c, the ledger's contribution (1 while
-    every c is 0): a prefix that a hot agent needs two visits from now outranks one a
-    cold agent needs next. Both, because each alone misleads: the online blend
+    0 for an agent the plan does not name, 1 for all without a plan) and
+    wc(a) = c(a) / max c, the ledger's contribution (1 while every c is 0): a prefix
+    that a hot agent needs two visits from now outranks one a cold agent needs next.
+    Both, because each alone misleads: the online blend
     reorders agents the plan rates alike while the first calls of a round skew its
     counts (a writer/verifier/critic loop then recomputed 14% more than Belady
     instead of matching it), and the plan's guess of a worker's call rate can be

@@ -16,8 +16,9 @@ P's). Measured on `hive bench resample` (BENCHMARKS.md): with the copy,
 re-sampling ran 1.50x faster than the cache off (1.11x before), 1.25x per
 attempt; on all 40 arithmetic problems, though, 1.23x against the earlier
 rule's 1.30x, and both solved fewer problems than exact sampling (11 and 9 of
-40, against 14): hotspot mode trades accuracy for speed. Other thresholds did worse there, and not in order: 0.15, 0.5, 0.7
-and 1.0 nats took 27.9, 24.0, 36.3 and 28.4 s against 0.3's 22.4-23.0 s.
+40, against 14): hotspot mode trades accuracy for speed. On the 8 problems,
+other thresholds did worse, and not in order: 0.15, 0.5, 0.7 and 1.0 nats
+took 27.9, 24.0, 36.3 and 28.4 s against 0.3's 22.4-23.0 s.
 Copying more makes paths that run on to max_tokens, and what a threshold
 saves depends on which problems it happens to solve, which sets the number
 of attempts.

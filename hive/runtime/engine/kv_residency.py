@@ -30,7 +30,10 @@ The evictable nodes are summarised (sorted by residency, with the pages at
 or below each level) and the summary is reused until the tree, its locks or
 its uses change (`RadixCache.version`): checking many waiting requests
 between two admissions costs one scan, and a bisection and a walk up the
-request's own matched prefix each.
+request's own matched prefix each. It counts every unlocked node at or below
+the claim, including an inner node above a reserved leaf, which eviction
+cannot reach: then the admission gets fewer pages than counted, and a
+shorter first chunk.
 """
 
 from __future__ import annotations

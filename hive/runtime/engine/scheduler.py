@@ -330,13 +330,8 @@ class Scheduler:
                 want = min(want, entitled.token_allowance(agent_key(req)))
             if want <= 0:
                 continue
-            keep = None  # as when it was admitted; bounded like a wait (STARVE_STEPS)
-            if (
-                self.residency is not None
-                and len(self.running) > 1
-                and not is_starving(req, self.stats.num_steps)
-            ):
-                keep = self.residency.reserved_against(req.agent_id)
+            # Later chunks evict as its admission did, while others run.
+            keep = self._residency_keep(req, others_running=len(self.running) > 1)
             total = self._reserve_upto(req, granted + want, keep)
             if total <= granted:
                 continue
@@ -424,7 +419,7 @@ class Scheduler:
                 for other in inflight
             ):
                 continue
-            admit, keep = self._residency_gate(req, match, promised, step)
+            admit, keep = self._residency_gate(req, match, promised)
             if not admit:
                 continue  # others may need fewer pages, or only their own agent's
             self.cache.lock(match.node)
@@ -469,13 +464,15 @@ class Scheduler:
         return max(0, self.pool.pages_for(len(req.tokens) + output) - held)
 
     def _residency_gate(
-        self, req: Request, match: MatchResult, promised: int, step: int
+        self, req: Request, match: MatchResult, promised: int
     ) -> tuple[bool, Callable[[TreeNode], bool] | None]:
         """KV residency for admitting `req` (kv_residency.py), before its match is locked:
         whether it may go now, and the cached nodes its pages must not be evicted from
         (None: any, as when nothing else runs, it is starving, or free pages suffice)."""
-        if self.residency is None or not self.running or is_starving(req, step):
+        keep = self._residency_keep(req, others_running=bool(self.running))
+        if keep is None:
             return True, None
+        assert self.residency is not None
         short = self._pages_to_come(req, len(match.page_ids)) - (
             self.pool.allocator.num_free - promised
         )
@@ -483,7 +480,17 @@ class Scheduler:
             return True, None
         if self.residency.evictable_pages(req.agent_id, match.node) < short:
             return False, None
-        return True, self.residency.reserved_against(req.agent_id)
+        return True, keep
+
+    def _residency_keep(
+        self, req: Request, others_running: bool
+    ) -> Callable[[TreeNode], bool] | None:
+        """The cached nodes `req`'s pages must not be evicted from (kv_residency.py);
+        None when the rule does not apply: no reserving policy, nothing else running, or
+        `req` waiting (then, for its later chunks, in the batch) `STARVE_STEPS` on end."""
+        if self.residency is None or not others_running or is_starving(req, self.stats.num_steps):
+            return None
+        return self.residency.reserved_against(req.agent_id)
 
     def _pick_victim(self, exclude: set[int]) -> Request | None:
         """The running request to preempt: lowest effective priority, then youngest.
