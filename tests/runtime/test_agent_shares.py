@@ -5,74 +5,12 @@ from __future__ import annotations
 import random
 
 import pytest
-import torch
-from runtime_helpers import make_tiny
+from runtime_helpers import Harness, make_tiny
 
 from hive.runtime import Engine, SamplingParams
 from hive.runtime.engine.agent_shares import FLOOR, STARVE_STEPS, AgentShares
 from hive.runtime.engine.agent_stats import PRIOR_CALLS, AgentLedger, AgentPrior
 from hive.runtime.engine.errors import EngineError, InvalidRequestError
-from hive.runtime.engine.eviction import make_eviction_policy
-from hive.runtime.engine.kv_pool import KVPool
-from hive.runtime.engine.radix_cache import RadixCache
-from hive.runtime.engine.request import Request
-from hive.runtime.engine.scheduler import Scheduler, generation_rows
-from hive.runtime.engine.stats import EngineStats
-
-
-class Harness:
-    """The engine's scheduler over a scalar KV pool, one fixed token per sample (no model)."""
-
-    def __init__(
-        self, admission="shares", max_running=4, max_batch_tokens=64, pool=8192, policy="lru"
-    ):
-        kv = KVPool(1, pool, 1, 1, 1, torch.float32, "cpu")
-        policy = make_eviction_policy(policy) if isinstance(policy, str) else policy
-        cache = RadixCache(kv.allocator, 1, policy)
-        self.stats = EngineStats()
-        self.scheduler = Scheduler(
-            kv, cache, self.stats, max_batch_tokens, max_running, admission=admission
-        )
-        self.finished_at: dict[int, int] = {}
-        self.max_running_seen: dict[str, int] = {}
-
-    def add(self, agent, prompt_len=8, max_tokens=4, contribution=None, seed=0, prior=None):
-        rng = random.Random(seed)
-        prompt = [rng.randrange(1, 500) for _ in range(prompt_len)]
-        params = SamplingParams(max_tokens=max_tokens, ignore_eos=True)
-        if prior is None and contribution is not None:
-            prior = AgentPrior(contribution)
-        req = Request(prompt, params, 0, agent_id=agent, prior=prior)
-        self.scheduler.add(req)
-        return req
-
-    def _take(self, req):
-        req.output_ids.append(7)
-        if len(req.output_ids) < req.params.max_tokens:
-            return False
-        req.finish_reason = "length"
-        self.finished_at[req.rid] = self.stats.num_steps
-        return True
-
-    def step(self):
-        schedule = self.scheduler.schedule()
-        assert len({item.request.rid for item in schedule.items}) == len(schedule.items)
-        assert sum(item.extend_len for item in schedule.items) <= self.scheduler.max_batch_tokens
-        assert len(self.scheduler.running) <= self.scheduler.max_running_requests
-        for req in self.scheduler.running:
-            self.max_running_seen[req.agent_id] = max(
-                self.max_running_seen.get(req.agent_id, 0),
-                sum(r.agent_id == req.agent_id for r in self.scheduler.running),
-            )
-        self.scheduler.commit(schedule.items, generation_rows(schedule.items), self._take)
-        self.stats.num_steps += 1
-        self.scheduler.check_invariants()
-        return schedule
-
-    def run(self, max_steps=100_000):
-        while self.scheduler.has_work():
-            self.step()
-            assert self.stats.num_steps < max_steps, "the scheduler stopped making progress"
 
 
 def test_contribution_starts_from_the_plan_and_moves_to_what_the_engine_sees():

@@ -6,7 +6,7 @@ import math
 import random
 
 import torch
-from test_agent_shares import Harness
+from runtime_helpers import Harness
 
 from hive.runtime.engine.agent_shares import STARVE_STEPS
 from hive.runtime.engine.agent_stats import AgentPrior
