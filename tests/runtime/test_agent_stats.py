@@ -420,7 +420,7 @@ def test_the_workflow_policy_keeps_a_cycle_going_where_lru_thrashes():
     besides the running call: LRU always evicts the prefix needed next, so nothing is ever
     a hit and no policy sees a reuse to protect. Prefixes computed again after an eviction
     are marked, and while the plan allows the agent more calls the workflow policy keeps
-    them, ordered by the cycle's rhythm: Belady's result, not LRU's."""
+    them, ordered by the cycle's rhythm: Belady's result or better, not LRU's."""
     import random
 
     from hive.runtime.engine.agent_stats import AgentPrior
@@ -437,7 +437,9 @@ def test_the_workflow_policy_keeps_a_cycle_going_where_lru_thrashes():
     lru = replay(trace, kv_cache_tokens=650, policy="lru").recomputed_tokens
     workflow = replay(trace, kv_cache_tokens=650, policy="workflow").recomputed_tokens
     belady = replay(trace, kv_cache_tokens=650, policy="belady").recomputed_tokens
-    assert workflow == belady < lru
+    # Belady's furthest-next-use order is a near-optimal floor on a radix tree (the
+    # victim gives only the pages needed, from its tail), not an exact one.
+    assert workflow <= belady < lru / 2
     assert replay(bare, kv_cache_tokens=650, policy="workflow").recomputed_tokens == lru
 
 

@@ -79,15 +79,16 @@ def test_concurrent_cold_calls_wait_rather_than_evict_the_hotspots_prefix():
     """Eviction alone cannot keep the verifier's prompt: the four critics' own pages
     need it. With agent-aware admission the last critics wait for the first two, and
     the verifier's prompt is never computed twice; the agent-unaware scheduler
-    recomputes it every round, whatever the eviction order (Belady's included)."""
+    recomputes its tail every round (the ~100 pages the critics overflow the pool by),
+    whatever the eviction order (Belady's included)."""
     trace = _copies_trace()
     aware = replay(trace, kv_cache_tokens=700, policy="workflow", admission="shares")
     unaware = replay(trace, kv_cache_tokens=700, policy="workflow", admission="fcfs")
     belady = replay(trace, kv_cache_tokens=700, policy="belady", admission="fcfs")
     assert aware.failed == unaware.failed == 0
     assert aware.agents["verifier"].recomputed_tokens == 0
-    assert unaware.agents["verifier"].recomputed_tokens >= 3 * 300
-    assert belady.agents["verifier"].recomputed_tokens >= 3 * 300
+    assert unaware.agents["verifier"].recomputed_tokens >= 3 * 100
+    assert belady.agents["verifier"].recomputed_tokens >= 3 * 100
     assert aware.recomputed_tokens < belady.recomputed_tokens
     # Policies that reserve nothing are not affected by it.
     lru = replay(trace, kv_cache_tokens=700, policy="lru", admission="shares")

@@ -93,6 +93,24 @@ def test_lfu_evicts_least_frequent_first():
     assert cache.match_prefix([1, 1]).num_tokens == 0
 
 
+@pytest.mark.parametrize("page_size", [1, 2])
+def test_eviction_takes_only_the_pages_needed_from_the_tail_of_a_leaf(page_size):
+    alloc, cache = make(page_size=page_size)
+    tokens = list(range(1, 13))
+    cache_seq(alloc, cache, tokens)
+    assert cache.evict(2) == 2  # of 12 // page_size pages
+    kept = len(tokens) - 2 * page_size
+    assert cache.match_prefix(tokens).num_tokens == kept  # the head is still a hit
+    assert cache.num_pages == kept // page_size
+    check(alloc, cache)
+    # The next victim in LRU order gives its tail first, the older leaf its whole self.
+    cache_seq(alloc, cache, [50] * (2 * page_size))
+    assert cache.evict(kept // page_size + 1) == kept // page_size + 1
+    assert cache.match_prefix(tokens).num_tokens == 0
+    assert cache.match_prefix([50] * (2 * page_size)).num_tokens == page_size
+    check(alloc, cache)
+
+
 def test_nodes_record_agents_and_priority():
     alloc, cache = make()
     pages = alloc.allocate(3)
@@ -143,7 +161,10 @@ def test_random_operations_keep_invariants(ops, page_size):
             cache.lock(match.node)
             locks.append(match.node)
         else:
-            cache.evict(len(tokens))
+            freed = cache.evict(len(tokens))
+            # Exactly what was asked, unless every unlocked page is gone.
+            stuck = all(n.ref_count > 0 or n.children for n in cache.nodes())
+            assert freed == len(tokens) or (freed < len(tokens) and stuck)
         check(alloc, cache)
     for node in locks:
         cache.unlock(node)

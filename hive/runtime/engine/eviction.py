@@ -182,10 +182,18 @@ class WorkflowPolicy(BaseEvictionPolicy):
     counts (a writer/verifier/critic loop then recomputed 14% more than Belady
     instead of matching it), and the plan's guess of a worker's call rate can be
     wrong (the coordinator workload: +22% recomputed tokens instead of +0.2%).
-    Against pure steps to execution, on the replays of BENCHMARKS.md, the
-    weighting keeps the pipeline verifier's prefix (hotspot miss rate 0 instead of
-    0.66, and 2% fewer recomputed tokens) and costs 240 tokens on one synthetic
-    case. Nodes of no expected agent go first; ties: least recently used.
+    Against pure steps to execution, on the replays of BENCHMARKS.md (eviction
+    taking only the tail pages it needs), the weighting keeps the pipeline verifier's
+    prefix (hotspot miss rate 0.001 instead of 0.35) for 21% more recomputed tokens
+    (2,947 against 2,434: the writer's and critic's prefixes give way instead), and
+    recomputes 13% more on the coordinator (5,093 against 4,502): it keeps a big,
+    rarely called worker's prefix over a small one needed sooner, though every
+    evicted page costs one token to recompute whatever its prefix's size. A weight of
+    1 for the top quarter by contribution and 0.5 for the rest matched Belady on the
+    coordinator but, in a loop of three equal agents, made one of them hot by a small
+    difference in counts (39% over Belady there) and let a critic's call take part of
+    a hot verifier's prefix in the copies test. Nodes of no expected agent go first;
+    ties: least recently used.
 
     What it protects: `may_be_reused` with the ledger (reused nodes; the first prompt
     and the recomputed prefixes of agents the plan allows more calls). Its residency:

@@ -11,7 +11,8 @@ Contract:
   how many leading tokens were already cached: the caller owns (and must
   free or keep) its pages for that part; the tree owns the rest.
 - `evict(num_pages)` frees unreferenced leaves (ref_count 0) in the order of
-  the eviction policy, returning pages to the allocator.
+  the eviction policy, returning pages to the allocator; the last leaf gives
+  only the pages still needed, from its tail.
 """
 
 from __future__ import annotations
@@ -217,8 +218,10 @@ class RadixCache:
             node = node.parent  # type: ignore[assignment]
 
     def evict(self, num_pages: int, keep: Callable[[TreeNode], bool] | None = None) -> int:
-        """Free at least `num_pages` pages if possible; return pages freed. Nodes for which
-        `keep` is true stay (and so do their ancestors)."""
+        """Free `num_pages` pages if possible; return pages freed. Leaves go in the
+        policy's order; the last one gives only the pages still needed, from its tail
+        (the rest stays cached). Nodes for which `keep` is true stay (and so do their
+        ancestors)."""
         if num_pages <= 0:
             return 0
         self.version += 1
@@ -231,6 +234,11 @@ class RadixCache:
         freed = 0
         while heap and freed < num_pages:
             _, node = heapq.heappop(heap)
+            surplus = len(node.page_ids) - (num_pages - freed)
+            if surplus > 0:
+                # Free only the tail pages still needed: the node's head stays a cached
+                # prefix (a prefix is useful from its start, so the tail goes first).
+                self._split(node, surplus * self.page_size)
             self.allocator.free(node.page_ids)
             freed += len(node.page_ids)
             if self.on_evict is not None:

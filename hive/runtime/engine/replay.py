@@ -13,7 +13,9 @@ own run of the same trace gives the same counters (tests check it).
 `belady` is the offline reference: it evicts the cached prefix whose next
 use by a request not yet admitted is furthest away (never again: first).
 With whole-prefix reuse that is the classic optimum; on a radix tree of
-variable-sized nodes it is the standard near-optimal floor.
+variable-sized nodes, whose last victim gives only the tail pages needed, it
+is the standard near-optimal floor, not an exact one (a policy can beat it by
+a few percent).
 """
 
 from __future__ import annotations
