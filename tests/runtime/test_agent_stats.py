@@ -377,14 +377,33 @@ def test_the_workflow_policy_keeps_a_first_prompt_the_plan_expects_again():
     assert sorted([coordinator, worker, once], key=policy.key) == [coordinator, worker, once]
 
 
+def test_the_workflow_policy_weights_only_the_hot_agents_by_contribution():
+    """The top quarter by contribution keep their relative contribution as the weight;
+    the others share one weight (the largest of theirs), so that among them a prefix
+    needed later goes first whatever its size: an evicted page costs the same to
+    recompute in a big prompt as in a small one."""
+    from hive.runtime.engine.agent_stats import AgentPrior
+    from hive.runtime.engine.eviction import WorkflowPolicy
+
+    ledger = AgentLedger(page_size=1)
+    policy = WorkflowPolicy()
+    policy.bind(ledger, None)
+    assert policy.weight("anyone") == 1.0  # nothing known yet: every agent alike
+    shares = {"coordinator": 0.5, "big": 0.3, "small": 0.15, "once": 0.05}
+    for agent, share in shares.items():
+        ledger.record_prior(agent, AgentPrior(share, expected_calls=2, workflow_calls=8))
+        ledger.record_admission(agent, list(range(int(share * 100))), hit_tokens=0)
+    hot, big, small, once = (policy.weight(a) for a in shares)
+    assert hot == 1.0 and big == small == once < hot
+    assert big == policy._relative_contribution("big", ledger)  # the largest cold one
+    assert policy.weight("unknown") == big
+
+
 def test_the_plan_brings_the_workflow_policy_closer_to_belady_than_rhythm_alone():
     """Synthetic coordinator trace (seed 0, 800-token pool): from call rhythm alone the
-    workflow policy recomputes 600 tokens, 2.5x Belady's 240, because every agent's
-    first prompt is unprotected; with the plan's priors it keeps the first prompts of
-    the agents called again (480: the contribution weighting then keeps the
-    coordinator's prefix over a worker's that is needed sooner; without it the plan
-    matched Belady here, but recomputed 40% more over the nine synthetic cases of
-    BENCHMARKS.md)."""
+    workflow policy recomputes 424 tokens, Belady 27, because every agent's first
+    prompt is unprotected; with the plan's priors it keeps the first prompts of the
+    agents called again (147)."""
     from hive.runtime.engine.agent_stats import AgentPrior
 
     trace = coordinator_trace(seed=0)

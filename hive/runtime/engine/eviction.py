@@ -13,7 +13,7 @@ import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from hive.runtime.engine.agent_stats import agent_name, hotspot_agents
+from hive.runtime.engine.agent_stats import HOTSPOT_SHARE, agent_name, hotspot_agents
 from hive.runtime.engine.errors import EngineError
 
 if TYPE_CHECKING:
@@ -157,9 +157,9 @@ OVERDUE = 2.0  # intervals past an agent's predicted call after which it is not 
 
 
 class WorkflowPolicy(BaseEvictionPolicy):
-    """Steps to execution (after KVFlow), weighted by contribution: the node whose
-    agents' next call is furthest away, for what they contribute, goes first; an
-    agent about to run keeps its prefix.
+    """Steps to execution (after KVFlow), the hot agents' weighted by contribution: the
+    node whose agents' next call is furthest away goes first, a hot agent's counting
+    nearer for what it contributes; an agent about to run keeps its prefix.
 
     An agent's next call is predicted from its own rhythm in the workflow: its last
     visit plus its mean interval between visits (counted in visits of all agents, from
@@ -172,28 +172,26 @@ class WorkflowPolicy(BaseEvictionPolicy):
     intervals late is not expected any more.
 
     A node's key is, over its expected agents, the smallest
-        (visits until the agent's next call + 1) / (wp(a) * wc(a))
-    with wp(a) = p(a) / max p, the plan's contribution (`AgentPrior.contribution`;
-    0 for an agent the plan does not name, 1 for all without a plan) and
-    wc(a) = c(a) / max c, the ledger's contribution (1 while every c is 0): a prefix
-    that a hot agent needs two visits from now outranks one a cold agent needs next.
-    Both, because each alone misleads: the online blend
-    reorders agents the plan rates alike while the first calls of a round skew its
-    counts (a writer/verifier/critic loop then recomputed 14% more than Belady
-    instead of matching it), and the plan's guess of a worker's call rate can be
-    wrong (the coordinator workload: +22% recomputed tokens instead of +0.2%).
-    Against pure steps to execution, on the replays of BENCHMARKS.md (eviction
-    taking only the tail pages it needs), the weighting keeps the pipeline verifier's
-    prefix (hotspot miss rate 0.001 instead of 0.35) for 21% more recomputed tokens
-    (2,947 against 2,434: the writer's and critic's prefixes give way instead), and
-    recomputes 13% more on the coordinator (5,093 against 4,502): it keeps a big,
-    rarely called worker's prefix over a small one needed sooner, though every
-    evicted page costs one token to recompute whatever its prefix's size. A weight of
-    1 for the top quarter by contribution and 0.5 for the rest matched Belady on the
-    coordinator but, in a loop of three equal agents, made one of them hot by a small
-    difference in counts (39% over Belady there) and let a critic's call take part of
-    a hot verifier's prefix in the copies test. Nodes of no expected agent go first;
-    ties: least recently used.
+        (visits until the agent's next call + 1) / w(a)
+    For a hot agent (the top HOTSPOT_SHARE by the ledger's contribution, the rule
+    the hotspot miss rate uses) w(a) = wp(a) * wc(a), with wp(a) = p(a) / max p, the
+    plan's contribution (`AgentPrior.contribution`; 0 for an agent the plan does not
+    name, 1 for all without a plan) and wc(a) = c(a) / max c, the ledger's (1 while
+    every c is 0): a prefix that a hot agent needs two visits from now outranks one a
+    cold agent needs next. Both factors, because each alone misleads: the online
+    blend reorders agents the plan rates alike while the first calls of a round skew
+    its counts, and the plan's guess of a call rate can be wrong. Every other agent
+    gets one shared weight, the largest of theirs: among them the order is plain
+    steps to execution. Why: eviction takes only the pages it needs, from a victim's
+    tail (radix_cache.py), so every evicted page costs one token to recompute
+    whatever its prefix's size, and contributions, which grow with prefix size,
+    would keep a big, rarely called worker's prefix over a small one needed sooner
+    (the coordinator workload: 13% more recomputed than Belady with every agent
+    weighted, 0% with this rule; one weight for all: 0%, but the pipeline verifier's
+    hotspot miss rate 0.35 instead of 0.001). A hard hot/cold split (1 and 0.5)
+    instead made one of three equal agents of a loop hot by a small difference in
+    counts (39% over Belady there). Nodes of no expected agent go first; ties: least
+    recently used.
 
     What it protects: `may_be_reused` with the ledger (reused nodes; the first prompt
     and the recomputed prefixes of agents the plan allows more calls). Its residency:
@@ -215,6 +213,8 @@ class WorkflowPolicy(BaseEvictionPolicy):
         self._default_interval = 1.0
         self._top_prior = 0.0
         self._top_contribution = 0.0
+        self._hot: set[str] = set()
+        self._cold_weight: float | None = None  # shared by the agents not hot
 
     def bind(self, ledger: AgentLedger, cache: RadixCache) -> None:
         self.ledger = ledger
@@ -225,8 +225,15 @@ class WorkflowPolicy(BaseEvictionPolicy):
             self._default_interval = (
                 sum(intervals) / len(intervals) if intervals else float(len(ledger.agents) or 1)
             )
+            contributions = ledger.contributions()
             self._top_prior = max((p.contribution for p in ledger.priors.values()), default=0.0)
-            self._top_contribution = max(ledger.contributions().values(), default=0.0)
+            self._top_contribution = max(contributions.values(), default=0.0)
+            ranked = sorted((a for a, c in contributions.items() if c > 0),
+                            key=lambda a: (-contributions[a], a))  # fmt: skip
+            hot = max(1, round(HOTSPOT_SHARE * len(ranked)))
+            self._hot = set(ranked[:hot])
+            cold = [self._relative_contribution(a, ledger) for a in ranked[hot:]]
+            self._cold_weight = max(cold, default=None)
             self._version = ledger.version
 
     def _interval(self, agent_id: str, stats: AgentStats | None) -> float:
@@ -258,17 +265,23 @@ class WorkflowPolicy(BaseEvictionPolicy):
             expected.append((agent_id, max(0.0, interval - elapsed)))
         return expected
 
-    def weight(self, agent_id: str) -> float:
-        """wp(a) * wc(a), in (0, 1]: the agent's plan and online contribution, each
-        relative to the top agent's."""
-        ledger = self.ledger
-        assert ledger is not None
-        self._aggregates(ledger)
+    def _relative_contribution(self, agent_id: str, ledger: AgentLedger) -> float:
+        """wp(a) * wc(a), in (0, 1]: the plan's and the online contribution, each relative
+        to the top agent's."""
         prior = ledger.priors.get(agent_id)
         top_prior, top = self._top_prior, self._top_contribution
         wp = (prior.contribution if prior else 0.0) / top_prior if top_prior > 0 else 1.0
         wc = ledger.contributions().get(agent_id, 0.0) / top if top > 0 else 1.0
         return max(wp * wc, 1e-9)
+
+    def weight(self, agent_id: str) -> float:
+        """w(a): a hot agent's relative contribution; the one weight shared by the others."""
+        ledger = self.ledger
+        assert ledger is not None
+        self._aggregates(ledger)
+        if agent_id in self._hot or self._cold_weight is None:
+            return self._relative_contribution(agent_id, ledger)
+        return self._cold_weight
 
     def _urgency(self, node: TreeNode) -> float:
         """max over the node's expected agents of w(a) / (visits to a's next call + 1)."""
