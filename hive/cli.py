@@ -243,7 +243,7 @@ def run_command(
         ),
     ] = "shares",
     max_tokens: Annotated[
-        int | None, typer.Option(help="Cap every call's max_tokens (quick runs).")
+        int | None, typer.Option(min=1, help="Cap every call's max_tokens (quick runs).")
     ] = None,
     early_stop: Annotated[
         bool, typer.Option(help="Stop a vote's remaining samples once its winner is certain.")
@@ -303,7 +303,9 @@ def eval_command(
     model: Annotated[str | None, typer.Option(help="Replace the spec's model.")] = None,
     seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N examples.")] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Cap every call's max_tokens.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Cap every call's max_tokens.")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     logits_cache: Annotated[
         str,
@@ -336,9 +338,9 @@ def eval_command(
 
 @bench_app.command("compile")
 def bench_compile(
-    agents: Annotated[int, typer.Option(help="Agents in the generated spec.")] = 1000,
-    calls: Annotated[int, typer.Option(help="Calls the generated flow makes.")] = 5000,
-    repeat: Annotated[int, typer.Option(help="Runs; the median is reported.")] = 5,
+    agents: Annotated[int, typer.Option(min=1, help="Agents in the generated spec.")] = 1000,
+    calls: Annotated[int, typer.Option(min=1, help="Calls the generated flow makes.")] = 5000,
+    repeat: Annotated[int, typer.Option(min=1, help="Runs; the median is reported.")] = 5,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Time validating and compiling a generated spec (many agents, a long flow)."""

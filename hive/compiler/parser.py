@@ -26,6 +26,7 @@ from lark.indenter import DedentError, Indenter
 
 from hive.compiler import ast
 from hive.compiler.errors import Diagnostic, Span, SpecError
+from hive.compiler.types import MAX_INT_BITS
 
 MAX_FLOW_CHARS = 1_000_000
 
@@ -239,7 +240,13 @@ class _ToAst(Transformer):
         return ast.Literal(_pos(c[0]), _string_value(c[0]))
 
     def integer(self, c):
-        return ast.Literal(_pos(c[0]), int(c[0]))
+        text = str(c[0])
+        # Beyond MAX_INT_BITS (and before Python's 4,300-digit conversion limit).
+        value = int(text) if len(text.lstrip("0")) <= 400 else None
+        if value is None or value.bit_length() > MAX_INT_BITS:
+            shown = text if len(text) <= 20 else f"{text[:10]}...({len(text)} digits)"
+            raise _SyntaxProblem(_pos(c[0]), f"integer {shown} is too large")
+        return ast.Literal(_pos(c[0]), value)
 
     def number(self, c):
         value = float(c[0])

@@ -276,7 +276,10 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        value = self.constructor.construct_object(node)
+        try:
+            value = self.constructor.construct_object(node)
+        except ValueError:  # an integer of more than Python's 4,300 digits
+            raise _Unsupported(node, "number is too large") from None
         if isinstance(value, str):
             folded = value if node.style == ">" else None
             self.doc.scalars[path] = _Scalar(
@@ -366,6 +369,10 @@ def parse_spec_text(raw: bytes | str, filename: str, *, is_json: bool = False) -
         except json.JSONDecodeError as exc:
             span = Span(filename, exc.lineno, exc.colno)
             raise SpecError([doc.diagnostic("error", f"invalid JSON: {exc.msg}", span)]) from None
+        except ValueError:  # an integer of more than Python's 4,300 digits
+            raise SpecError(
+                [Diagnostic("error", "invalid JSON: a number is too large", Span(filename, 1, 1))]
+            ) from None
         except RecursionError:
             raise SpecError(
                 [Diagnostic("error", "JSON nests too deeply", Span(filename, 1, 1))]

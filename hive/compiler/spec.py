@@ -102,7 +102,7 @@ class Sampling(_Model):
     """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
     top_k: Annotated[int, Field(ge=0)] = 0
     """Keep only the k most likely tokens; 0 disables the filter."""
-    min_p: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    min_p: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     """Drop tokens less likely than min_p times the most likely token."""
     max_tokens: Annotated[int, Field(ge=1, le=131_072)] = 256
     """The most tokens one completion may generate."""

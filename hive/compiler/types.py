@@ -14,6 +14,9 @@ from typing import Annotated
 from pydantic import Field
 
 PRIMITIVES = ("string", "number", "integer", "boolean", "null", "any")
+# Integers stay within the range of numbers (floats): |x| < 2**1024. Bigger ones are an
+# error at parse time (literals) and at run time (arithmetic), not a slow or huge value.
+MAX_INT_BITS = 1024
 
 
 @dataclass(frozen=True)

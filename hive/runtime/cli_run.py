@@ -39,7 +39,9 @@ def parse_input_pairs(plan: Plan, pairs: list[str]) -> dict[str, Any]:
             continue
         try:
             values[name] = json.loads(raw)
-        except json.JSONDecodeError:
+        except (RecursionError, ValueError) as exc:
+            if not isinstance(exc, json.JSONDecodeError):
+                raise InputError(f"--input {name}: {_json_problem(exc)}") from None
             if decl.type == "any":
                 values[name] = raw
             else:
@@ -70,11 +72,20 @@ def read_inputs_file(path: Path) -> list[dict[str, Any]]:
     return [_json_object(text, str(path))]
 
 
+def _json_problem(exc: Exception) -> str:
+    """What Python's json parser rejects beyond JSON syntax: deep nesting, huge integers."""
+    if isinstance(exc, RecursionError):
+        return "it nests too deeply"
+    return "a number is too large"
+
+
 def _json_object(text: str, where: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: not JSON: {exc.msg} (column {exc.colno})") from None
+    except (RecursionError, ValueError) as exc:
+        raise InputError(f"{where}: not JSON: {_json_problem(exc)}") from None
     if not isinstance(value, dict):
         raise InputError(f"{where}: inputs must be a JSON object of name: value")
     return value

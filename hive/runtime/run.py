@@ -21,12 +21,13 @@ from typing import Any
 from hive.compiler import compile_spec, load_plan, load_spec
 from hive.compiler.plan import Plan
 from hive.compiler.spec import _is_of_type
+from hive.compiler.types import MAX_INT_BITS
 from hive.runtime.calls import AgentCaller, EngineLike
 from hive.runtime.engine.agent_stats import AgentPrior
 from hive.runtime.errors import InputError, RunError
 from hive.runtime.interpreter import Interpreter
 from hive.runtime.trace import CallRecord, Trace
-from hive.runtime.values import plain
+from hive.runtime.values import describe, plain
 
 DEFAULT_SEED = 0
 
@@ -75,12 +76,15 @@ def check_inputs(plan: Plan, inputs: dict[str, Any] | None) -> dict[str, Any]:
             checked[name] = decl.default
             continue
         value = inputs[name]
+        if not _finite(value):
+            raise InputError(
+                f"input '{name}' must hold finite numbers (integers below 2**{MAX_INT_BITS}), "
+                f"got {describe(value)}"
+            )
         if decl.type == "number" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not _is_of_type(value, decl.type):
             raise InputError(f"input '{name}' must be {decl.type}, got {value!r:.60}")
-        if not _finite(value):
-            raise InputError(f"input '{name}' must be a finite number, got {value!r:.60}")
         if decl.max_items is not None and isinstance(value, list) and len(value) > decl.max_items:
             raise InputError(
                 f"input '{name}' has {len(value)} items; the spec allows at most {decl.max_items}"
@@ -92,6 +96,8 @@ def check_inputs(plan: Plan, inputs: dict[str, Any] | None) -> dict[str, Any]:
 def _finite(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
+    if isinstance(value, int):
+        return value.bit_length() <= MAX_INT_BITS
     if isinstance(value, list):
         return all(_finite(v) for v in value)
     if isinstance(value, dict):

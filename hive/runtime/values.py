@@ -12,6 +12,7 @@ import asyncio
 import math
 from typing import Any
 
+from hive.compiler.types import MAX_INT_BITS
 from hive.runtime.errors import RunError
 
 _UNJOINED = "a spawned call's handle is not a value: join it first"
@@ -84,7 +85,9 @@ def _number(value: Any, op: str) -> float | int:
 def binop(op: str, left: Any, right: Any) -> Any:
     """The flow language's binary operators, with clear errors on bad operands."""
     result = _binop(op, left, right)
-    if isinstance(result, float) and not math.isfinite(result):
+    if (isinstance(result, float) and not math.isfinite(result)) or (
+        isinstance(result, int) and result.bit_length() > MAX_INT_BITS
+    ):
         raise RunError(f"'{op}' overflowed: {describe(left)} {op} {describe(right)}")
     return result
 

@@ -104,6 +104,8 @@ CASES = [
     ("agent-name-digit", GOOD.replace("  solver:", "  2solver:"), 6, 3, "agents: '2solver' is not a valid name", None),
     ("param-name-dash", GOOD.replace("    extract:", "    params: [question, a-b]\n    extract:"), 8, 24, "agents.solver.params.1: 'a-b' is not a valid name", None),
     ("flow-not-string", GOOD.split("flow:")[0] + "flow: [1, 2]\n", 9, 7, "flow must be a string, not a list", None),
+    ("int-too-large", GOOD.replace("hive: 1", "hive: " + "9" * 5000), 1, 7, "number is too large", None),
+    ("min-p-one", GOOD.replace("    extract:", "    sampling: {min_p: 1}\n    extract:"), 8, 23, "min_p: input should be less than 1", None),
     # -- JSON -----------------------------------------------------------------
 ]
 # fmt: on
@@ -115,6 +117,7 @@ JSON_CASES = [
     ("json-empty", "", 1, 1, "spec is empty", None),
     ("json-duplicate-key", '{"hive": 1, "name": "t", "name": "u"}', 1, 26, "duplicate key 'name'", None),
     ("json-nan", '{"hive": 1, "name": "t",\n "inputs": {"q": {"default": NaN}}}', 2, 30, "invalid JSON: NaN is not a JSON number", None),
+    ("json-int-too-large", '{"hive": ' + "9" * 5000 + "}", 1, 1, "invalid JSON: a number is too large", None),
     ("json-unknown-key", '{"hive": 1, "name": "t",\n "agents": {"s": {"prompt": "x", "sampling": {"temprature": 1}}}, "flow": "return 1"}', 2, 47, "unknown key 'temprature'", "did you mean 'temperature'?"),
 ]
 # fmt: on
@@ -200,6 +203,8 @@ FLOW_CASES = [
     ("branch-only-variable", 'if question == "x":\n    y = solver(question)\nreturn y', 12, 10, "undefined variable 'y'", "assigned in only one branch of the 'if' on line 10"),
     ("loop-only-variable", "repeat 2:\n    y = solver(question)\nreturn y", 12, 10, "undefined variable 'y'", "first assigned inside the loop on line 10"),
     ("number-too-large", "x = 1.5e999\nreturn x", 10, 7, "number 1.5e999 is too large", None),
+    ("integer-too-large", "x = 2 + " + "9" * 400 + "\nreturn x", 10, 11, "integer 9999999999...(400 digits) is too large", None),
+    ("integer-too-large-to-convert", "x = " + "9" * 5000 + "\nreturn x", 10, 7, "(5000 digits) is too large", None),
     ("positional-after-keyword", "r = solver(question=question, question)\nreturn r", 10, 33, "positional argument after a keyword argument", None),
     ("field-of-neither-branch", 'if question == "a":\n    x = 1\nelse:\n    x = "b"\nreturn {answer: x.answer}', 14, 21, "cannot read '.answer': the value here is integer | string", None),
     ("for-over-string", "for c in question:\n    r = solver(question=c)\nreturn 1", 10, 3, "for needs a list, not string", None),

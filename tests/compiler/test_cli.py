@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from hive.cli import app
@@ -65,6 +66,34 @@ def test_plan_error_is_clean(tmp_path):
         assert "version 99 is not supported" in str(exc)
     else:
         raise AssertionError("expected PlanError")
+
+
+def test_a_plan_whose_graph_its_spec_does_not_compile_to_is_refused(tmp_path):
+    """The runtime trusts a plan's graph: hand edits that would call an unknown agent or
+    sample a trillion times are refused when the plan loads."""
+    from hive.compiler import PlanError, compile_spec
+
+    good = json.loads(compile_spec("specs/best_of_n.yaml").to_json())
+    load_plan(json.dumps(good))  # the unedited plan loads
+
+    def sample_node(plan):
+        return next(n for n in plan["graph"]["body"]["nodes"] if n["op"] == "sample")
+
+    for key, value in (("n", 10**12), ("n", 0), ("agent", "nobody")):
+        edited = json.loads(json.dumps(good))
+        sample_node(edited)["attrs"][key] = value
+        with pytest.raises(PlanError, match="not what its spec compiles to"):
+            load_plan(json.dumps(edited))
+    edited = json.loads(json.dumps(good))
+    edited["spec"]["flow"] = "x = = 1"
+    with pytest.raises(PlanError, match="the plan's spec does not compile"):
+        load_plan(json.dumps(edited))
+
+
+@pytest.mark.parametrize("args", [["--agents", "0"], ["--calls", "-1"], ["--repeat", "0"]])
+def test_bench_compile_rejects_counts_below_one(args):
+    result = runner.invoke(app, ["bench", "compile", *args])
+    assert result.exit_code == 2 and "greater than or equal to 1" in result.output
 
 
 def test_bench_compile_runs_small():

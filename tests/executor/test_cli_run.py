@@ -107,6 +107,14 @@ def test_typed_inputs_are_read_as_json(fake):
             ["specs/best_of_n.yaml", "-i", "question=q", "--policy", "mru"],
             "unknown eviction policy",
         ),
+        (
+            ["specs/map_reduce.yaml", "-i", "question=q", "-i", "chunks=" + "[" * 5000],
+            "--input chunks: it nests too deeply",
+        ),
+        (
+            ["specs/map_reduce.yaml", "-i", "question=q", "-i", f"chunks=[{'9' * 5000}]"],
+            "--input chunks: a number is too large",
+        ),
     ],
 )
 def test_bad_run_invocations_are_one_clear_line(fake, args, message):
@@ -114,6 +122,32 @@ def test_bad_run_invocations_are_one_clear_line(fake, args, message):
     assert result.exit_code == 1
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_bad_json_in_an_inputs_file_or_a_plan_is_one_clear_line(fake, tmp_path):
+    rows = tmp_path / "in.json"
+    for text, message in (
+        ("[" * 100_000, "not JSON: it nests too deeply"),
+        ('{"question": ' + "9" * 5000 + "}", "not JSON: a number is too large"),
+    ):
+        rows.write_text(text)
+        result = runner.invoke(app, ["run", "specs/best_of_n.yaml", "--inputs", str(rows)])
+        assert result.exit_code == 1 and message in result.stderr, result.output
+    plan = tmp_path / "plan.json"
+    assert runner.invoke(app, ["compile", "specs/best_of_n.yaml", "-o", str(plan)]).exit_code == 0
+    good = plan.read_text()
+    contribution = json.loads(good)["priorities"]["agents"]["writer"]["contribution"]
+    edited = tmp_path / "edited.json"
+    for text, message in (
+        (good.replace(f'"contribution": {contribution}', '"contribution": NaN', 1), "NaN"),
+        ('{"format": "hive-plan", "version": ' + "9" * 5000 + "}", "plan is not valid JSON"),
+        ('{"format": ' + "[" * 100_000, "nests too deeply"),
+    ):
+        assert text != good
+        edited.write_text(text)
+        result = runner.invoke(app, ["run", str(edited), "-i", "question=hi"])
+        assert result.exit_code == 1 and message in result.stderr, result.output
+        assert "Traceback" not in result.output
 
 
 def test_a_failing_call_exits_non_zero_and_still_writes_the_trace(monkeypatch, tmp_path):

@@ -300,3 +300,17 @@ def test_non_finite_numbers_are_rejected(tmp_path):
         hive.run(spec, {"n": float("nan")}, engine=FakeEngine(echo))
     with pytest.raises(RunError, match="overflowed"):
         hive.run(spec, {"n": 1e308}, engine=FakeEngine(echo))
+
+
+def test_integers_are_bounded_like_numbers(tmp_path):
+    """Integers stay below 2**1024, as numbers do: squaring one past it is an error at once,
+    not a value that takes minutes and gigabytes to compute."""
+    spec = write_spec(
+        tmp_path, "  a:\n    prompt: 'A {{ n }}'\n",
+        "  x = n\n  repeat 30:\n    x = x * x\n  r = a(n=x)\n  return {x: x}\n",
+        inputs="  n: integer\n",
+    )  # fmt: skip
+    with pytest.raises(RunError, match="'\\*' overflowed"):
+        hive.run(spec, {"n": 10}, engine=FakeEngine(echo))
+    with pytest.raises(InputError, match="integers below 2\\*\\*1024"):
+        hive.run(spec, {"n": 2**1100}, engine=FakeEngine(echo))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from hive.runtime.engine.errors import InvalidRequestError
 
 LOGITS_CACHE_MODES = (None, "exact", "hotspot")
+MAX_N = 4096  # samples of one request (the flow language's `sample` has the same cap)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class SamplingParams:
             self.repetition_penalty > 0,
             f"repetition_penalty must be > 0, got {self.repetition_penalty}",
         )
-        _check(self.n >= 1, f"n must be >= 1, got {self.n}")
+        _check(1 <= self.n <= MAX_N, f"n must be between 1 and {MAX_N}, got {self.n}")
         _check(
             self.logits_cache in LOGITS_CACHE_MODES,
             f"logits_cache must be 'exact', 'hotspot' or None, got {self.logits_cache!r}",
