@@ -230,8 +230,7 @@ def run_command(
         str,
         typer.Option(
             help="KV-cache eviction policy: workflow (the default: each agent's next call, "
-            "weighted by its contribution; with --admission shares a call waits rather than "
-            "evict a more valuable agent's cached prefix), agent (contribution-weighted "
+            "the hot agents' weighted by their contribution), agent (contribution-weighted "
             "recency), lru or lfu."
         ),
     ] = "workflow",
@@ -239,7 +238,9 @@ def run_command(
         str,
         typer.Option(
             help="Batch admission: shares (each agent's slots and prefill tokens by its "
-            "contribution, unused share lent) or fcfs (arrival order)."
+            "contribution, unused share lent), residency (shares, and with --policy workflow "
+            "a call waits rather than evict a more valuable agent's cached prefix: less "
+            "prefill, more steps) or fcfs (arrival order)."
         ),
     ] = "shares",
     max_tokens: Annotated[

@@ -21,11 +21,13 @@ tokens for the coordinator workload's ~7,500, and 1,600 for the pipeline's ~3,20
 Configurations, each on a fresh engine with its trace recorded: `lru+fcfs` (an
 agent-unaware engine: LRU eviction, first-come-first-served admission, the
 baseline), then `lru`, `lfu`, `agent`, `workflow` eviction with agent-aware
-admission (per-agent shares of slots and prefill tokens, and for `workflow` KV
-residency); `belady` replays the baseline's trace offline with the optimal
-eviction for it (the replay reproduces the engine's own counters; the report says
-whether it did): the floor of eviction alone, for the baseline's admission order,
-which KV residency changes, so `workflow` can go below it. Printed per
+admission (per-agent shares of slots and prefill tokens), and `residency`:
+`workflow` eviction with `residency` admission (shares, and a call waits rather
+than evict a more valuable agent's cached prefix); `belady` replays the
+baseline's trace offline with the optimal eviction for it (the replay reproduces
+the engine's own counters; the report says whether it did): the floor of eviction
+alone, for the baseline's admission order, which residency changes, so it can go
+below it. Printed per
 configuration: hotspot miss rate (hotspots: the top quarter of agents by prompt
 tokens), its reduction against the baseline, prefix hit rate, recomputed prefill
 tokens, wall time and its ratio to the baseline, and whether the outputs are the
@@ -53,7 +55,11 @@ from hive.runtime.run import arun
 POLICIES = ("lru", "lfu", "agent", "workflow")  # with agent-aware admission
 WORKLOADS = ("coordinator", "pipeline", "copies", "burst")
 BASELINE = "lru+fcfs"  # the agent-unaware engine
-CONFIGS = {BASELINE: ("lru", "fcfs"), **{p: (p, "shares") for p in POLICIES}}
+CONFIGS = {
+    BASELINE: ("lru", "fcfs"),
+    **{p: (p, "shares") for p in POLICIES},
+    "residency": ("workflow", "residency"),
+}
 MAX_TOKENS = 6
 READER_TOKENS = 12  # the burst's readers write longer replies: they hold their slots
 

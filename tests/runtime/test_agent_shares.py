@@ -183,7 +183,7 @@ def test_outputs_do_not_change_with_admission(tiny_llama):
 
 
 def test_bad_admission_and_priors_are_clear_errors(tiny_llama):
-    with pytest.raises(EngineError, match="admission must be 'shares' or 'fcfs'"):
+    with pytest.raises(EngineError, match="admission must be 'shares', 'residency' or 'fcfs'"):
         Engine.from_hf(tiny_llama, kv_cache_tokens=256, admission="fair")
     for bad in (-1, float("nan"), "high", True, float("inf")):
         with pytest.raises(InvalidRequestError, match="AgentPrior.contribution must be a number"):

@@ -77,21 +77,24 @@ def _copies_trace(rounds=4, critics=4):
 
 def test_concurrent_cold_calls_wait_rather_than_evict_the_hotspots_prefix():
     """Eviction alone cannot keep the verifier's prompt: the four critics' own pages
-    need it. With agent-aware admission the last critics wait for the first two, and
+    need it. With `residency` admission the last critics wait for the first two, and
     the verifier's prompt is never computed twice; the agent-unaware scheduler
     recomputes its tail every round (the ~100 pages the critics overflow the pool by),
     whatever the eviction order (Belady's included)."""
     trace = _copies_trace()
-    aware = replay(trace, kv_cache_tokens=700, policy="workflow", admission="shares")
+    aware = replay(trace, kv_cache_tokens=700, policy="workflow", admission="residency")
     unaware = replay(trace, kv_cache_tokens=700, policy="workflow", admission="fcfs")
+    shares = replay(trace, kv_cache_tokens=700, policy="workflow", admission="shares")
     belady = replay(trace, kv_cache_tokens=700, policy="belady", admission="fcfs")
     assert aware.failed == unaware.failed == 0
     assert aware.agents["verifier"].recomputed_tokens == 0
     assert unaware.agents["verifier"].recomputed_tokens >= 3 * 100
     assert belady.agents["verifier"].recomputed_tokens >= 3 * 100
+    # Residency is its own admission mode: plain shares admission does not wait.
+    assert shares.agents["verifier"].recomputed_tokens > 0 and shares.steps < aware.steps
     assert aware.recomputed_tokens < belady.recomputed_tokens
     # Policies that reserve nothing are not affected by it.
-    lru = replay(trace, kv_cache_tokens=700, policy="lru", admission="shares")
+    lru = replay(trace, kv_cache_tokens=700, policy="lru", admission="residency")
     assert (
         lru.recomputed_tokens
         == replay(trace, kv_cache_tokens=700, policy="lru", admission="fcfs").recomputed_tokens
@@ -112,7 +115,7 @@ def _hot_prefix_then_cold_request(policy, admission):
 
 
 def test_a_request_kept_waiting_by_residency_is_admitted_once_it_starves():
-    harness, hot_prompt, cold = _hot_prefix_then_cold_request("workflow", "shares")
+    harness, hot_prompt, cold = _hot_prefix_then_cold_request("workflow", "residency")
     cache = harness.scheduler.cache
     start = harness.stats.num_steps
     while not cold.admitted:
@@ -122,13 +125,13 @@ def test_a_request_kept_waiting_by_residency_is_admitted_once_it_starves():
     assert STARVE_STEPS <= waited <= STARVE_STEPS + 2
     harness.run()
     # A policy that reserves nothing, with the same admission: it goes at once.
-    harness, _, cold = _hot_prefix_then_cold_request("lru", "shares")
+    harness, _, cold = _hot_prefix_then_cold_request("lru", "residency")
     harness.step()
     assert cold.admitted
 
 
 def test_with_nothing_else_running_a_request_goes_at_once():
-    harness, hot_prompt, cold = _hot_prefix_then_cold_request("workflow", "shares")
+    harness, hot_prompt, cold = _hot_prefix_then_cold_request("workflow", "residency")
     filler = next(r for r in harness.scheduler.running if r.agent_id == "filler")
     harness.scheduler.abort(filler)
     harness.step()
@@ -144,7 +147,7 @@ def test_an_admission_evicts_only_what_it_may_whatever_the_eviction_order():
     claims = {"filler": 1.0, "cold": 0.1}
     policy = LevelsPolicy({1: 0.9, 2: 0.0}, claims)
     policy.key = lambda node: node.token_ids[0]  # node [1...] goes first, [2...] next
-    harness = Harness(policy=policy, pool=100)
+    harness = Harness(policy=policy, pool=100, admission="residency")
     cache, allocator = harness.scheduler.cache, harness.scheduler.pool.allocator
     cache.insert([1] * 30, allocator.allocate(30), "hot", 0)
     cache.insert([2] * 30, allocator.allocate(30), "cold", 0)

@@ -13,6 +13,9 @@ from hive.runtime.engine.errors import EngineError
 DEFAULT_MODEL = "smollm2-135m"
 
 
+ADMISSIONS = ("shares", "residency", "fcfs")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How to build and run an engine.
@@ -40,7 +43,10 @@ class EngineConfig:
     max_running_requests: int = 256
     max_context: int | None = None  # None: the model's max_position_embeddings
     eviction_policy: str = "lru"
-    admission: str = "shares"  # "shares": per-agent shares of slots and tokens; "fcfs"
+    # "shares": per-agent shares of slots and tokens; "residency": shares, and with a policy
+    # that reserves KV (workflow) a call waits rather than evict a more valuable agent's
+    # prefix (kv_residency.py); "fcfs": arrival order.
+    admission: str = "shares"
     packed_weights: bool | None = None
     record_trace: bool = False  # keep (agent, prompt, output, arrival step) of every request
     logits_cache_mb: float = 256.0  # Logits Cache budget (requests opt in); 0 disables it
@@ -56,8 +62,10 @@ class EngineConfig:
                 raise EngineError(f"{name} must be a string, got {getattr(self, name)!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise EngineError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
-        if self.admission not in ("shares", "fcfs"):
-            raise EngineError(f"admission must be 'shares' or 'fcfs', got {self.admission!r}")
+        if self.admission not in ADMISSIONS:
+            raise EngineError(
+                f"admission must be 'shares', 'residency' or 'fcfs', got {self.admission!r}"
+            )
         if self.page_size < 1:
             raise EngineError(f"page_size must be >= 1, got {self.page_size}")
         if self.max_batch_tokens < 1:

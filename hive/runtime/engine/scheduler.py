@@ -87,10 +87,10 @@ class Scheduler:
         self.max_batch_tokens = max_batch_tokens
         self.max_running_requests = max_running_requests
         self.shares = (
-            AgentShares(self.ledger, max_running_requests) if admission == "shares" else None
+            AgentShares(self.ledger, max_running_requests) if admission != "fcfs" else None
         )
         self.residency = (
-            KVResidency(cache) if self.shares is not None and cache.policy.reserves_kv else None
+            KVResidency(cache) if admission == "residency" and cache.policy.reserves_kv else None
         )
         self.waiting: list[Request] = []
         self.running: list[Request] = []
