@@ -9,10 +9,37 @@ prefix (the text before the first tag, shared by every call).
 
 from __future__ import annotations
 
+import operator
 from functools import cache
+from typing import Any
 
 from jinja2 import TemplateAssertionError, TemplateSyntaxError, meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
+
+MAX_TEMPLATE_VALUE = 1_000_000  # characters or items one `*` may make; bits one `**` may
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, with `*` and `**` bounded: `{{ question * 10**9 }}` would otherwise
+    build a gigabyte-sized prompt, and `{{ 10 ** 10**8 }}` compute for minutes."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "*":
+            for seq, count in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
+                if sized and len(seq) * count > MAX_TEMPLATE_VALUE:
+                    raise SecurityError(
+                        f"'*' would make {len(seq) * count:,} characters or items; "
+                        f"the limit is {MAX_TEMPLATE_VALUE:,}"
+                    )
+            return operator.mul(left, right)
+        integers = isinstance(left, int) and isinstance(right, int) and right > 0
+        if integers and max(left.bit_length(), 1) * right > MAX_TEMPLATE_VALUE:
+            raise SecurityError(f"'**' result too large: {left} ** {right}")
+        return operator.pow(left, right)
 
 
 @cache
@@ -20,9 +47,7 @@ def environment() -> SandboxedEnvironment:
     # StrictUndefined: a missing argument is an error, never an empty string in a prompt.
     from jinja2 import StrictUndefined
 
-    return SandboxedEnvironment(
-        autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True
-    )
+    return BoundedSandbox(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
 
 
 class TemplateProblem(Exception):

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
 
 from hive.compiler.spec import Agent, Spec
+from hive.compiler.templates import BoundedSandbox
 from hive.errors import HiveError
 from hive.runtime.engine.agent_stats import AgentPrior
 from hive.runtime.engine.request import Completion
@@ -86,7 +86,7 @@ class AgentCaller:
         self._templates: dict[tuple[str, str], Any] = {}
         # The compiler's sandbox settings, plus: every `{{ value }}` reads as `str()` in
         # the flow does (null is empty, booleans lower-case, records their text).
-        self._jinja = SandboxedEnvironment(
+        self._jinja = BoundedSandbox(
             autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True,
             finalize=to_text,
         )  # fmt: skip

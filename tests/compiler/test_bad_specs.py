@@ -427,6 +427,12 @@ def test_templates_render_in_the_sandbox():
         env.from_string("{{ x.__class__.__mro__ }}").render(x="")
     with pytest.raises(SecurityError):
         env.from_string("{{ f.__globals__ }}").render(f=lambda: 0)
+    # Bounded arithmetic: a gigabyte-sized prompt or a minutes-long power is refused.
+    assert env.from_string("{{ q * 3 }} {{ 2 ** 10 }}").render(q="ab") == "ababab 1024"
+    with pytest.raises(SecurityError, match="2,000,000,000 characters or items"):
+        env.from_string("{{ q * 1000000000 }}").render(q="ab")
+    with pytest.raises(SecurityError, match="too large"):
+        env.from_string("{{ 10 ** 100000000 }}").render()
 
 
 # -- limits ----------------------------------------------------------------------

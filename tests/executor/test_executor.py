@@ -302,6 +302,13 @@ def test_non_finite_numbers_are_rejected(tmp_path):
         hive.run(spec, {"n": 1e308}, engine=FakeEngine(echo))
 
 
+def test_a_prompt_template_cannot_build_a_gigabyte_prompt(tmp_path):
+    spec = write_spec(tmp_path, "  a:\n    prompt: '{{ q * 1000000000 }}'\n",
+                      "  r = a(q)\n  return {t: r.text}\n")  # fmt: skip
+    with pytest.raises(RunError, match="prompt template failed: '\\*' would make"):
+        hive.run(spec, {"q": "ab"}, engine=FakeEngine(echo))
+
+
 def test_integers_are_bounded_like_numbers(tmp_path):
     """Integers stay below 2**1024, as numbers do: squaring one past it is an error at once,
     not a value that takes minutes and gigabytes to compute."""

@@ -114,8 +114,54 @@ def test_missing_model_path(tmp_path):
 def test_corrupt_gguf_file(tmp_path):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\x00garbage" * 10)
-    with pytest.raises(ModelLoadError, match="cannot load model"):
+    with pytest.raises(ModelLoadError, match="the GGUF file is corrupt or truncated"):
         Engine.from_pretrained(str(bad))
+
+
+def test_an_unknown_name_says_hive_never_downloads():
+    with pytest.raises(ModelLoadError, match="a Hugging Face id already in the local cache"):
+        Engine.from_pretrained("someone/no-such-model")
+
+
+def _save_tiny_model(path, poison=False):
+    """A tiny Llama directory (safetensors, config.json, a word-level tokenizer)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    model = LlamaForCausalLM(config)
+    if poison:
+        with torch.no_grad():
+            model.model.layers[0].mlp.down_proj.weight[0, 0] = float("nan")
+    model.save_pretrained(path)
+    vocab = {"<unk>": 0, **{f"w{i}": i for i in range(1, 64)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>").save_pretrained(path)
+
+
+def test_model_directories_load_and_damaged_ones_say_what_is_wrong(tmp_path):
+    from hive.runtime.engine.model_loader import load_hf_model
+
+    good = tmp_path / "good"
+    _save_tiny_model(good)
+    model, _ = load_hf_model(resolve_model(str(good)))
+    assert model.config.hidden_size == 32
+    poisoned = tmp_path / "poisoned"
+    _save_tiny_model(poisoned, poison=True)
+    with pytest.raises(ModelLoadError, match=r"NaN or infinite values \(model.layers.0.mlp"):
+        load_hf_model(resolve_model(str(poisoned)))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelLoadError, match="no config.json in it"):
+        load_hf_model(resolve_model(str(empty)))
+    (empty / "config.json").write_text("[]")
+    with pytest.raises(ModelLoadError, match="config.json must be a JSON object"):
+        load_hf_model(resolve_model(str(empty)))
+    (empty / "config.json").write_text((good / "config.json").read_text())
+    with pytest.raises(ModelLoadError, match="no weights in it"):
+        load_hf_model(resolve_model(str(empty)))
 
 
 def test_unsupported_architecture():

@@ -196,8 +196,8 @@ class WorkflowPolicy(BaseEvictionPolicy):
     What it protects: `may_be_reused` with the ledger (reused nodes; the first prompt
     and the recomputed prefixes of agents the plan allows more calls). Its residency:
     the top contribution among a node's expected agents, and a call's claim is its own
-    agent's contribution, so while other requests run a less valuable agent's call
-    waits rather than evict it (kv_residency.py). Measured against a claim in the
+    agent's contribution, so with `residency` admission, while other requests run, a
+    less valuable agent's call waits rather than evict it (kv_residency.py). Measured against a claim in the
     key's own units (w over the call's interval + 1, so that a call may evict what is
     worth less than what it leaves behind): the same hotspot miss rate on copies, 183
     steps instead of 166 (the verifiers then waited for the writers' prefixes).

@@ -4,7 +4,8 @@ Eviction alone cannot keep a hot agent's prefix when the running requests'
 own pages fill the pool: in six concurrent copies of a pipeline, four critics
 admitted together take the pages of the verifier's system prompt that every
 copy calls next, and no eviction order can help (Belady's included). So with
-agent-aware admission, while other requests run, a waiting request of agent
+`residency` admission (shares plus this rule; not the default), while other
+requests run, a waiting request of agent
 a is admitted only if the pages it needs can come from free pages not
 already promised and from cached nodes whose residency
 (`BaseEvictionPolicy.residency`; for `workflow`, the top contribution among
@@ -34,6 +35,13 @@ request's own matched prefix each. It counts every unlocked node at or below
 the claim, including an inner node above a reserved leaf, which eviction
 cannot reach: then the admission gets fewer pages than counted, and a
 shorter first chunk.
+
+Why it is not the default: it trades decode steps for prefill. Since eviction
+takes only the pages it needs (radix_cache.py), the pool stays full, every
+waiting request must find its pages among unreserved nodes, and on the copies
+workload of `hive bench agents` the waits took 255 steps instead of 98 to save
+175 of 4,755 recomputed tokens: slower end to end on a CPU, where a step's
+fixed cost is reading the weights (see BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ id already in the local cache. Nothing is downloaded.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,21 +73,58 @@ def load_hf_model(source: ModelSource) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {"local_files_only": True}
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
+    elif Path(source.path).is_dir():
+        _check_model_dir(Path(source.path))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32, **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError, EOFError) as exc:
+    except Exception as exc:  # gguf / safetensors / tokenizers raise their own types too
         raise ModelLoadError(_load_failure(source, exc)) from exc
-    except Exception as exc:  # gguf / safetensors raise their own types on corrupt files
-        raise ModelLoadError(_load_failure(source, exc)) from exc
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelLoadError(
+                f"cannot load model {source.name!r}: its weights hold NaN or infinite values "
+                f"({name}); the file is damaged"
+            )
     return model, tokenizer
 
 
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.gguf")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def _check_model_dir(path: Path) -> None:
+    """What transformers would report from deep inside, said about the directory."""
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(f"cannot load model {str(path)!r}: no config.json in it")
+    try:
+        parsed = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelLoadError(f"cannot load model {str(path)!r}: config.json: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ModelLoadError(f"cannot load model {str(path)!r}: config.json must be a JSON object")
+    if not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
+        raise ModelLoadError(
+            f"cannot load model {str(path)!r}: no weights in it (*.safetensors or "
+            "pytorch_model.bin)"
+        )
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"cannot load model {str(path)!r}: no tokenizer in it ({', '.join(TOKENIZER_FILES)})"
+        )
+
+
 def _load_failure(source: ModelSource, exc: BaseException) -> str:
-    where = source.path if source.gguf_file is None else str(Path(source.path) / source.gguf_file)
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    hint = (
-        "; known names: smollm2-135m, or pass a model directory, a .gguf file, or a "
-        "Hugging Face id already in the local cache"
-    )
-    return f"cannot load model {where!r}: {detail[:300]}{hint}"
+    detail = " ".join(str(exc).split()) or type(exc).__name__  # one line, all of it
+    if source.gguf_file is not None:
+        where = str(Path(source.path) / source.gguf_file)
+        return (
+            f"cannot load model {where!r}: the GGUF file is corrupt or truncated ({detail[:200]})"
+        )
+    if not Path(source.path).exists():  # neither a file nor a directory: a hub id
+        return (
+            f"cannot load model {source.path!r}: not a known name (smollm2-135m), a path, or a "
+            "Hugging Face id already in the local cache (Hive never downloads)"
+        )
+    return f"cannot load model {source.path!r}: {detail[:300]}"
