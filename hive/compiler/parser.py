@@ -116,6 +116,18 @@ class _SyntaxProblem(Exception):
         self.message = message
 
 
+def _int_literal(token) -> int:
+    """An integer token's value; past MAX_INT_BITS (or Python's 4,300-digit conversion
+    limit) a syntax problem at the token."""
+    text = str(token)
+    digits = text.lstrip("0") or "0"
+    value = int(digits) if len(digits) <= 400 else None
+    if value is None or value.bit_length() > MAX_INT_BITS:
+        shown = text if len(text) <= 20 else f"{text[:10]}...({len(text)} digits)"
+        raise _SyntaxProblem(_pos(token), f"integer {shown} is too large")
+    return value
+
+
 def _string_value(token: Token) -> str:
     """A string literal's value (Python escapes); a malformed escape is a user error."""
     try:
@@ -171,16 +183,16 @@ class _ToAst(Transformer):
         return ast.For(_pos(c[0]), str(c[1]), c[2], c[3])
 
     def repeat_stmt(self, c):
-        return ast.Repeat(_pos(c[0]), int(c[1]), c[2])
+        return ast.Repeat(_pos(c[0]), _int_literal(c[1]), c[2])
 
     def while_stmt(self, c):
-        return ast.While(_pos(c[0]), c[1], int(c[2]), c[3])
+        return ast.While(_pos(c[0]), c[1], _int_literal(c[2]), c[3])
 
     def resample(self, c):
-        return ast.Resample(_pos(c[0]), c[1], c[2], int(c[3]))
+        return ast.Resample(_pos(c[0]), c[1], c[2], _int_literal(c[3]))
 
     def sample(self, c):
-        return ast.Sample(_pos(c[0]), c[1], int(c[2]))
+        return ast.Sample(_pos(c[0]), c[1], _int_literal(c[2]))
 
     def spawn(self, c):
         return ast.Spawn(_pos(c[0]), c[1])
@@ -240,13 +252,7 @@ class _ToAst(Transformer):
         return ast.Literal(_pos(c[0]), _string_value(c[0]))
 
     def integer(self, c):
-        text = str(c[0])
-        # Beyond MAX_INT_BITS (and before Python's 4,300-digit conversion limit).
-        value = int(text) if len(text.lstrip("0")) <= 400 else None
-        if value is None or value.bit_length() > MAX_INT_BITS:
-            shown = text if len(text) <= 20 else f"{text[:10]}...({len(text)} digits)"
-            raise _SyntaxProblem(_pos(c[0]), f"integer {shown} is too large")
-        return ast.Literal(_pos(c[0]), value)
+        return ast.Literal(_pos(c[0]), _int_literal(c[0]))
 
     def number(self, c):
         value = float(c[0])

@@ -83,23 +83,26 @@ def load_plan(path_or_text: str | Path) -> Plan:
 
 
 def _check_graph(plan: Plan) -> None:
-    """The plan's graph must be the one its own spec compiles to. The runtime trusts the
-    graph (its agents, counts and edges), so a plan edited by hand or damaged could
-    otherwise call an agent the spec lacks or sample a billion times; recompiling the
-    spec costs milliseconds (0.6 s for 1,000 agents)."""
-    from hive.compiler.compile import compile_loaded, load_spec_text  # compile imports plan
+    """The plan must be what its own spec compiles to (graph, prefix groups,
+    priorities). The runtime trusts them (agents, counts, edges), so a plan edited by
+    hand or damaged could otherwise call an agent the spec lacks or sample a billion
+    times; recompiling the spec costs milliseconds (0.6 s for 1,000 agents)."""
+    from hive.compiler.compile import compile_spec  # compile imports plan
 
-    spec_json = json.dumps(plan.model_dump(mode="json", by_alias=True)["spec"])
     try:
-        again = compile_loaded(load_spec_text(spec_json, "the plan's spec", is_json=True)).plan
+        again = compile_spec(plan.spec)
     except SpecError as exc:
         problem = exc.diagnostics[0].message
         raise PlanError(
             f"the plan's spec does not compile ({problem}); recompile it with `hive compile`"
         ) from None
-    if _without_spans(plan.graph) != _without_spans(again.graph):
+    if (
+        _without_spans(plan.graph) != _without_spans(again.graph)
+        or plan.prefix_groups != again.prefix_groups
+        or plan.priorities != again.priorities
+    ):
         raise PlanError(
-            "the plan's graph is not what its spec compiles to (was it edited?); "
+            "the plan is not what its spec compiles to (was it edited?); "
             "recompile it with `hive compile`"
         )
 

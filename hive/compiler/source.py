@@ -278,8 +278,9 @@ class _Builder:
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         try:
             value = self.constructor.construct_object(node)
-        except ValueError:  # an integer of more than Python's 4,300 digits
-            raise _Unsupported(node, "number is too large") from None
+        except ValueError as exc:  # an integer past Python's 4,300 digits, a bad date...
+            too_big = node.tag == "tag:yaml.org,2002:int"
+            raise _Unsupported(node, "number is too large" if too_big else f"{exc}") from None
         if isinstance(value, str):
             folded = value if node.style == ">" else None
             self.doc.scalars[path] = _Scalar(

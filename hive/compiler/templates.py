@@ -28,6 +28,9 @@ class BoundedSandbox(SandboxedEnvironment):
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "*":
+            integers = isinstance(left, int) and isinstance(right, int)
+            if integers and left.bit_length() + right.bit_length() > MAX_TEMPLATE_VALUE:
+                raise SecurityError("'*' result too large")
             for seq, count in ((left, right), (right, left)):
                 sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
                 if sized and len(seq) * count > MAX_TEMPLATE_VALUE:

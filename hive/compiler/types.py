@@ -14,9 +14,10 @@ from typing import Annotated
 from pydantic import Field
 
 PRIMITIVES = ("string", "number", "integer", "boolean", "null", "any")
-# Integers stay within the range of numbers (floats): |x| < 2**1024. Bigger ones are an
-# error at parse time (literals) and at run time (arithmetic), not a slow or huge value.
-MAX_INT_BITS = 1024
+# Integers stay within the range of numbers (floats): |x| < 2**1023, so each converts to a
+# float. Bigger ones are an error at parse time (literals) and at run time (arithmetic),
+# not a slow or huge value.
+MAX_INT_BITS = 1023
 
 
 @dataclass(frozen=True)

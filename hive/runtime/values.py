@@ -72,7 +72,12 @@ def truthy(value: Any) -> bool:
 
 def describe(value: Any, limit: int = 60) -> str:
     """A short rendering of a value for error messages."""
-    text = repr(plain(value))
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        return f"an integer of {value.bit_length():,} bits"
+    try:
+        text = repr(plain(value))
+    except ValueError:  # an integer too long to print, inside a list or record
+        return "a value holding an integer too long to print"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -84,7 +89,10 @@ def _number(value: Any, op: str) -> float | int:
 
 def binop(op: str, left: Any, right: Any) -> Any:
     """The flow language's binary operators, with clear errors on bad operands."""
-    result = _binop(op, left, right)
+    try:
+        result = _binop(op, left, right)
+    except OverflowError:  # an integer too large for a float (int / int, int + float)
+        raise RunError(f"'{op}' overflowed: {describe(left)} {op} {describe(right)}") from None
     if (isinstance(result, float) and not math.isfinite(result)) or (
         isinstance(result, int) and result.bit_length() > MAX_INT_BITS
     ):

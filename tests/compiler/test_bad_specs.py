@@ -205,6 +205,8 @@ FLOW_CASES = [
     ("number-too-large", "x = 1.5e999\nreturn x", 10, 7, "number 1.5e999 is too large", None),
     ("integer-too-large", "x = 2 + " + "9" * 400 + "\nreturn x", 10, 11, "integer 9999999999...(400 digits) is too large", None),
     ("integer-too-large-to-convert", "x = " + "9" * 5000 + "\nreturn x", 10, 7, "(5000 digits) is too large", None),
+    ("leading-zeros-then-too-large", "x = " + "0" * 5000 + "9" * 400 + "\nreturn x", 10, 7, "(5400 digits) is too large", None),
+    ("repeat-count-too-large", "r = solver(question)\nrepeat " + "9" * 5000 + ":\n    r = solver(question)\nreturn r", 11, 10, "is too large", None),
     ("positional-after-keyword", "r = solver(question=question, question)\nreturn r", 10, 33, "positional argument after a keyword argument", None),
     ("field-of-neither-branch", 'if question == "a":\n    x = 1\nelse:\n    x = "b"\nreturn {answer: x.answer}', 14, 21, "cannot read '.answer': the value here is integer | string", None),
     ("for-over-string", "for c in question:\n    r = solver(question=c)\nreturn 1", 10, 3, "for needs a list, not string", None),

@@ -68,6 +68,19 @@ def test_plan_error_is_clean(tmp_path):
         raise AssertionError("expected PlanError")
 
 
+def test_a_plan_of_a_spec_with_any_unicode_loads(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        'hive: 1\nname: t\ninputs: {q: string}\nagents:\n  a: {system: "You love 😀 and é", '
+        'prompt: "{{ q }}"}\nflow: |\n  r = a(q)\n  return {t: r.text}\n',
+        encoding="utf-8",
+    )
+    from hive.compiler import compile_spec
+
+    plan = compile_spec(spec)
+    assert load_plan(plan.to_json()).spec.agents["a"].system == "You love 😀 and é"
+
+
 def test_a_plan_whose_graph_its_spec_does_not_compile_to_is_refused(tmp_path):
     """The runtime trusts a plan's graph: hand edits that would call an unknown agent or
     sample a trillion times are refused when the plan loads."""

@@ -310,7 +310,7 @@ def test_a_prompt_template_cannot_build_a_gigabyte_prompt(tmp_path):
 
 
 def test_integers_are_bounded_like_numbers(tmp_path):
-    """Integers stay below 2**1024, as numbers do: squaring one past it is an error at once,
+    """Integers stay below 2**1023, within the range of numbers: squaring one past it is an error at once,
     not a value that takes minutes and gigabytes to compute."""
     spec = write_spec(
         tmp_path, "  a:\n    prompt: 'A {{ n }}'\n",
@@ -319,5 +319,9 @@ def test_integers_are_bounded_like_numbers(tmp_path):
     )  # fmt: skip
     with pytest.raises(RunError, match="'\\*' overflowed"):
         hive.run(spec, {"n": 10}, engine=FakeEngine(echo))
-    with pytest.raises(InputError, match="integers below 2\\*\\*1024"):
+    with pytest.raises(InputError, match="integers below 2\\*\\*1023"):
         hive.run(spec, {"n": 2**1100}, engine=FakeEngine(echo))
+    with pytest.raises(InputError, match="an integer of 20,001 bits"):
+        hive.run(spec, {"n": 2**20000}, engine=FakeEngine(echo))
+    with pytest.raises(RunError, match="'\\*' overflowed"):  # the largest integer still goes in
+        hive.run(spec, {"n": 2**1023 - 1}, engine=FakeEngine(echo))

@@ -159,12 +159,14 @@ def tiny_llama():
 
 
 def test_outputs_do_not_change_with_admission(tiny_llama):
-    """The determinism contract: shares reorder and re-chunk work, never change tokens."""
+    """The determinism contract: shares reorder and re-chunk work, and residency makes
+    calls wait (in a pool too small for all), never change tokens."""
     results = {}
-    for admission in ("fcfs", "shares"):
+    for admission in ("fcfs", "shares", "residency"):
         engine = Engine.from_hf(
-            tiny_llama, kv_cache_tokens=2048, max_running_requests=3, max_batch_tokens=24,
-            admission=admission,
+            tiny_llama, kv_cache_tokens=2048 if admission != "residency" else 160,
+            max_running_requests=3, max_batch_tokens=24, admission=admission,
+            eviction_policy="workflow",
         )  # fmt: skip
         rng = random.Random(0)
         reqs = []
@@ -179,7 +181,7 @@ def test_outputs_do_not_change_with_admission(tiny_llama):
         results[admission] = [r.output_ids for r in reqs]
         if admission == "shares":
             assert engine.stats()["num_reclaimed_slots"] >= 0
-    assert results["fcfs"] == results["shares"]
+    assert results["fcfs"] == results["shares"] == results["residency"]
 
 
 def test_bad_admission_and_priors_are_clear_errors(tiny_llama):

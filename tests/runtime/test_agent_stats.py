@@ -397,6 +397,18 @@ def test_the_workflow_policy_weights_only_the_hot_agents_by_contribution():
     assert hot == 1.0 and big == small == once < hot
     assert big == policy._relative_contribution("big", ledger)  # the largest cold one
     assert policy.weight("unknown") == big
+    # The top contributor by what the engine saw, with a low plan prior, is hot and
+    # never ranks below the cold agents.
+    ledger = AgentLedger(page_size=1)
+    policy.bind(ledger, None)
+    shares = {"a": 0.05, "b": 0.6, "c": 0.2, "d": 0.15}
+    for agent, share in shares.items():
+        ledger.record_prior(agent, AgentPrior(share, expected_calls=2, workflow_calls=8))
+        for _ in range(40 if agent == "a" else 1):
+            ledger.record_admission(agent, list(range(1000)), hit_tokens=0)
+    policy.weight("a")
+    assert policy._hot == {"a"}
+    assert policy.weight("a") >= policy.weight("b") == policy.weight("c") == policy.weight("d")
 
 
 def test_the_plan_brings_the_workflow_policy_closer_to_belady_than_rhythm_alone():

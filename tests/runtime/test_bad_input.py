@@ -114,7 +114,7 @@ def test_missing_model_path(tmp_path):
 def test_corrupt_gguf_file(tmp_path):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\x00garbage" * 10)
-    with pytest.raises(ModelLoadError, match="the GGUF file is corrupt or truncated"):
+    with pytest.raises(ModelLoadError, match="the GGUF file is corrupt, truncated"):
         Engine.from_pretrained(str(bad))
 
 

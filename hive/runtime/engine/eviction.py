@@ -173,8 +173,8 @@ class WorkflowPolicy(BaseEvictionPolicy):
 
     A node's key is, over its expected agents, the smallest
         (visits until the agent's next call + 1) / w(a)
-    For a hot agent (the top HOTSPOT_SHARE by the ledger's contribution, the rule
-    the hotspot miss rate uses) w(a) = wp(a) * wc(a), with wp(a) = p(a) / max p, the
+    For a hot agent (the top HOTSPOT_SHARE of the agents with a contribution, by the
+    ledger's contribution) w(a) = wp(a) * wc(a), at least the cold weight below, with wp(a) = p(a) / max p, the
     plan's contribution (`AgentPrior.contribution`; 0 for an agent the plan does not
     name, 1 for all without a plan) and wc(a) = c(a) / max c, the ledger's (1 while
     every c is 0): a prefix that a hot agent needs two visits from now outranks one a
@@ -218,6 +218,7 @@ class WorkflowPolicy(BaseEvictionPolicy):
 
     def bind(self, ledger: AgentLedger, cache: RadixCache) -> None:
         self.ledger = ledger
+        self._version = -1  # the aggregates were another ledger's
 
     def _aggregates(self, ledger: AgentLedger) -> None:
         if self._version != ledger.version:
@@ -279,8 +280,10 @@ class WorkflowPolicy(BaseEvictionPolicy):
         ledger = self.ledger
         assert ledger is not None
         self._aggregates(ledger)
-        if agent_id in self._hot or self._cold_weight is None:
+        if self._cold_weight is None:
             return self._relative_contribution(agent_id, ledger)
+        if agent_id in self._hot:  # never below the cold agents (a low plan prior)
+            return max(self._relative_contribution(agent_id, ledger), self._cold_weight)
         return self._cold_weight
 
     def _urgency(self, node: TreeNode) -> float:

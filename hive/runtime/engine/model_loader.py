@@ -80,7 +80,7 @@ def load_hf_model(source: ModelSource) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32, **kwargs)
     except Exception as exc:  # gguf / safetensors / tokenizers raise their own types too
         raise ModelLoadError(_load_failure(source, exc)) from exc
-    for name, tensor in model.state_dict().items():
+    for name, tensor in model.named_parameters():  # tied weights once, no buffers
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ModelLoadError(
                 f"cannot load model {source.name!r}: its weights hold NaN or infinite values "
@@ -89,7 +89,7 @@ def load_hf_model(source: ModelSource) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.gguf")
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
@@ -97,7 +97,9 @@ def _check_model_dir(path: Path) -> None:
     """What transformers would report from deep inside, said about the directory."""
     config = path / "config.json"
     if not config.is_file():
-        raise ModelLoadError(f"cannot load model {str(path)!r}: no config.json in it")
+        gguf = sorted(path.glob("*.gguf"))
+        hint = f"; to load a GGUF file, pass its path ({gguf[0]})" if gguf else ""
+        raise ModelLoadError(f"cannot load model {str(path)!r}: no config.json in it{hint}")
     try:
         parsed = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -120,9 +122,10 @@ def _load_failure(source: ModelSource, exc: BaseException) -> str:
     if source.gguf_file is not None:
         where = str(Path(source.path) / source.gguf_file)
         return (
-            f"cannot load model {where!r}: the GGUF file is corrupt or truncated ({detail[:200]})"
+            f"cannot load model {where!r}: the GGUF file is corrupt, truncated or of an "
+            f"unsupported kind ({detail[:200]})"
         )
-    if not Path(source.path).exists():  # neither a file nor a directory: a hub id
+    if not Path(source.path).exists() and isinstance(exc, OSError):  # a hub id not cached
         return (
             f"cannot load model {source.path!r}: not a known name (smollm2-135m), a path, or a "
             "Hugging Face id already in the local cache (Hive never downloads)"
