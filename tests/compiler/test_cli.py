@@ -68,6 +68,18 @@ def test_plan_error_is_clean(tmp_path):
         raise AssertionError("expected PlanError")
 
 
+def test_a_plan_given_where_a_spec_goes_is_one_clear_error(tmp_path):
+    from hive.compiler import compile_spec
+
+    plan = tmp_path / "plan.yaml"  # .yaml: read as a spec
+    plan.write_text(compile_spec("specs/best_of_n.yaml").to_json())
+    result = runner.invoke(app, ["validate", str(plan)])
+    assert result.exit_code == 1
+    assert result.output.count("error:") == 1, result.output
+    assert "this is a compiled plan, not a spec" in result.output
+    assert "run it with `hive run`" in result.output
+
+
 def test_a_plan_of_a_spec_with_any_unicode_loads(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text(
