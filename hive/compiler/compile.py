@@ -49,7 +49,7 @@ def _validate(doc: SourceDoc) -> LoadedSpec:
         )
     if doc.data.get("format") == "hive-plan":  # one clear message, not nine missing keys
         message = "this is a compiled plan, not a spec"
-        hint = "run it with `hive run` (a plan file must end in .json)"
+        hint = "run it with `hive run`; a plan file must end in .json"
         raise SpecError([doc.diagnostic("error", message, doc.span(()), hint)])
     try:
         spec = Spec.model_validate(doc.data)
