@@ -78,11 +78,11 @@ def load_plan(path_or_text: str | Path) -> Plan:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise PlanError(f"invalid plan at {where}: {first['msg']}") from None
-    _check_graph(plan)
+    _check_against_spec(plan)
     return plan
 
 
-def _check_graph(plan: Plan) -> None:
+def _check_against_spec(plan: Plan) -> None:
     """The plan must be what its own spec compiles to (graph, prefix groups,
     priorities). The runtime trusts them (agents, counts, edges), so a plan edited by
     hand or damaged could otherwise call an agent the spec lacks or sample a billion

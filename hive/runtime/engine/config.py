@@ -16,6 +16,14 @@ DEFAULT_MODEL = "smollm2-135m"
 ADMISSIONS = ("shares", "residency", "fcfs")
 
 
+def check_admission(admission: object) -> None:
+    """The one check of an admission mode, for EngineConfig and the Scheduler (replays
+    build one without a config)."""
+    if admission not in ADMISSIONS:
+        names = ", ".join(f"'{a}'" for a in ADMISSIONS[:-1]) + f" or '{ADMISSIONS[-1]}'"
+        raise EngineError(f"admission must be {names}, got {admission!r}")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How to build and run an engine.
@@ -62,10 +70,7 @@ class EngineConfig:
                 raise EngineError(f"{name} must be a string, got {getattr(self, name)!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise EngineError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
-        if self.admission not in ADMISSIONS:
-            raise EngineError(
-                f"admission must be 'shares', 'residency' or 'fcfs', got {self.admission!r}"
-            )
+        check_admission(self.admission)
         if self.page_size < 1:
             raise EngineError(f"page_size must be >= 1, got {self.page_size}")
         if self.max_batch_tokens < 1:

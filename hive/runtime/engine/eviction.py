@@ -174,9 +174,10 @@ class WorkflowPolicy(BaseEvictionPolicy):
     A node's key is, over its expected agents, the smallest
         (visits until the agent's next call + 1) / w(a)
     For a hot agent (the top HOTSPOT_SHARE of the agents with a contribution, by the
-    ledger's contribution) w(a) = wp(a) * wc(a), at least the cold weight below, with wp(a) = p(a) / max p, the
-    plan's contribution (`AgentPrior.contribution`; 0 for an agent the plan does not
-    name, 1 for all without a plan) and wc(a) = c(a) / max c, the ledger's (1 while
+    ledger's contribution) w(a) = wp(a) * wc(a), at least the cold weight below,
+    with wp(a) = p(a) / max p, the plan's contribution (`AgentPrior.contribution`;
+    0 for an agent the plan does not name, 1 for all without a plan) and
+    wc(a) = c(a) / max c, the ledger's (1 while
     every c is 0): a prefix that a hot agent needs two visits from now outranks one a
     cold agent needs next. Both factors, because each alone misleads: the online
     blend reorders agents the plan rates alike while the first calls of a round skew
@@ -197,8 +198,8 @@ class WorkflowPolicy(BaseEvictionPolicy):
     and the recomputed prefixes of agents the plan allows more calls). Its residency:
     the top contribution among a node's expected agents, and a call's claim is its own
     agent's contribution, so with `residency` admission, while other requests run, a
-    less valuable agent's call waits rather than evict it (kv_residency.py). Measured against a claim in the
-    key's own units (w over the call's interval + 1, so that a call may evict what is
+    less valuable agent's call waits rather than evict it (kv_residency.py).
+    Measured against a claim in the key's own units (w over the call's interval + 1, so that a call may evict what is
     worth less than what it leaves behind): the same hotspot miss rate on copies, 183
     steps instead of 166 (the verifiers then waited for the writers' prefixes).
     """

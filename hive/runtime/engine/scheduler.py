@@ -28,8 +28,8 @@ from typing import NamedTuple
 
 from hive.runtime.engine.agent_shares import AgentShares, Entitlements, agent_key, is_starving
 from hive.runtime.engine.agent_stats import AgentLedger
-from hive.runtime.engine.config import ADMISSIONS
-from hive.runtime.engine.errors import EngineError, KVCacheTooSmallError
+from hive.runtime.engine.config import check_admission
+from hive.runtime.engine.errors import KVCacheTooSmallError
 from hive.runtime.engine.kv_pool import KVPool
 from hive.runtime.engine.kv_residency import KVResidency
 from hive.runtime.engine.radix_cache import MatchResult, RadixCache, TreeNode
@@ -87,9 +87,7 @@ class Scheduler:
         cache.policy.bind(self.ledger, cache)
         self.max_batch_tokens = max_batch_tokens
         self.max_running_requests = max_running_requests
-        if admission not in ADMISSIONS:
-            known = ", ".join(ADMISSIONS)
-            raise EngineError(f"admission must be one of {known}, got {admission!r}")
+        check_admission(admission)
         self.shares = (
             AgentShares(self.ledger, max_running_requests) if admission != "fcfs" else None
         )
