@@ -7,9 +7,9 @@ JSON Schema (`hive schema`), so editors show them as help.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
+import regex
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -43,8 +43,8 @@ def _check_regex(value: str) -> str:
     if not value:
         raise ValueError("the regular expression is empty")
     try:
-        re.compile(value)
-    except re.error as exc:
+        regex.compile(value)
+    except regex.error as exc:
         raise ValueError(f"invalid regular expression: {exc}") from None
     return value
 
@@ -139,7 +139,7 @@ class RegexExtract(_Model):
 
     @model_validator(mode="after")
     def _group_exists(self) -> RegexExtract:
-        groups = re.compile(self.regex).groups
+        groups = regex.compile(self.regex).groups
         if self.group is not None and self.group > groups:
             raise ValueError(f"group {self.group} does not exist: the regex has {groups} group(s)")
         return self
@@ -148,7 +148,7 @@ class RegexExtract(_Model):
         """The capture group that holds the value."""
         if self.group is not None:
             return self.group
-        return 1 if re.compile(self.regex).groups else 0
+        return 1 if regex.compile(self.regex).groups else 0
 
 
 class JsonExtract(_Model):

@@ -18,6 +18,9 @@ PRIMITIVES = ("string", "number", "integer", "boolean", "null", "any")
 # float. Bigger ones are an error at parse time (literals) and at run time (arithmetic),
 # not a slow or huge value.
 MAX_INT_BITS = 1023
+# Characters or items of one string or list a flow or a prompt template may build: a
+# value doubled in a loop would otherwise take all memory.
+MAX_VALUE_SIZE = 1_000_000
 
 
 @dataclass(frozen=True)

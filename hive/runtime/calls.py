@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
 
 from hive.compiler.spec import Agent, Spec
-from hive.compiler.templates import BoundedSandbox
+from hive.compiler.templates import BoundedSandbox, render_bounded
 from hive.errors import HiveError
 from hive.runtime.engine.agent_stats import AgentPrior
 from hive.runtime.engine.request import Completion
@@ -128,7 +128,7 @@ class AgentCaller:
             if template is None:
                 source = agent.system if which == "system" else agent.prompt
                 template = self._templates[key] = self._jinja.from_string(source or "")
-            return template.render(context)
+            return render_bounded(template, context)
         except UndefinedError as exc:
             raise RunError(f"agent '{agent_name}': {which} template: {exc.message}") from None
         except TemplateError as exc:

@@ -13,8 +13,14 @@ import json
 import re
 from typing import Any
 
+import regex
+
 from hive.compiler.spec import Agent, JsonExtract, RegexExtract
 
+# A regex whose nested repetition backtracks on a reply (`(a|aa)+$`) could run for
+# hours and stall every other call; `regex` (the `re`-compatible module transformers'
+# tokenizers already use) stops a match after this long.
+REGEX_TIMEOUT_S = 1.0
 _TRUE = {"true", "yes", "y", "1"}
 _FALSE = {"false", "no", "n", "0"}
 
@@ -41,7 +47,13 @@ _NOT_PARSED = object()
 
 
 def _from_regex(extractor: RegexExtract, text: str) -> tuple[Any, str | None]:
-    match = re.search(extractor.regex, text)
+    try:
+        match = regex.search(extractor.regex, text, timeout=REGEX_TIMEOUT_S)
+    except TimeoutError:
+        return None, (
+            f"regex '{extractor.regex}' ran over {REGEX_TIMEOUT_S:g} s on this reply "
+            "(nested repetition that backtracks): simplify it"
+        )
     if match is None:
         return None, f"no match for regex '{extractor.regex}'"
     raw = match.group(extractor.group_index())

@@ -96,7 +96,7 @@ CASES = [
     ("input-type-strng", GOOD.replace("question: string", "question: strng"), 4, 13, "'strng' is not a type", "did you mean 'string'?"),
     ("input-type-in-mapping", GOOD.replace("question: string", "question: {type: 'lst[string]'}"), 4, 20, "'lst[string]' is not a type", "did you mean 'list[string]'?"),
     ("input-wrong-type", GOOD.replace("question: string", "question: 5"), 4, 13, "inputs.question must be a string or a mapping, not an integer", None),
-    ("bad-regex-shorthand", GOOD.replace("'A: (\\d+)'", "'A: (\\d+'"), 8, 23, "agents.solver.extract.answer: invalid regular expression: missing ), unterminated subpattern", None),
+    ("bad-regex-shorthand", GOOD.replace("'A: (\\d+)'", "'A: (\\d+'"), 8, 23, "agents.solver.extract.answer: invalid regular expression: missing ) at position 7", None),
     ("bad-regex-object", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regex: '(', type: number}}"), 8, 31, "agents.solver.extract.answer.regex: invalid regular expression", None),
     ("extract-regx", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regx: 'a'}}"), 8, 24, "unknown key 'regx' in agents.solver.extract.answer", "did you mean 'regex'?"),
     ("empty-regex", GOOD.replace("'A: (\\d+)'", "''"), 8, 23, "agents.solver.extract.answer: the regular expression is empty", None),
@@ -435,6 +435,53 @@ def test_templates_render_in_the_sandbox():
         env.from_string("{{ q * 1000000000 }}").render(q="ab")
     with pytest.raises(SecurityError, match="too large"):
         env.from_string("{{ 10 ** 100000000 }}").render()
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        # A string doubled in a loop over a namespace, or by a recursive macro.
+        ("{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
+         "{% endfor %}{{ ns.s }}", "'~' would make 1,048,576 characters"),
+        ("{% set ns = namespace(s=['x']) %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}"
+         "{% endfor %}{{ ns.s }}", "'\\+' would make 1,048,576 characters or items"),
+        ("{% macro f(s, n) %}{% if n %}{{ f(s ~ s, n - 1) }}{% else %}{{ s }}{% endif %}"
+         "{% endmacro %}{{ f('x', 60) }}", "'~' would make"),
+        # Widths that allocate a gigabyte at once.
+        ("{{ 'x' | center(1000000000) }}", "'center': width 1,000,000,000 is over the limit"),
+        ("{{ 'a\\nb' | indent(1000000000) }}", "'indent': width"),
+        ("{{ 'x'.ljust(width=1000000000) }}", "ljust\\(\\): width"),
+        ("{{ '%0999999999d' % 1 }}", "'%': a format width over the limit"),
+        ("{{ '%*d' % (999999999, 1) }}", "'%': a format width"),
+        ("{{ '{:>999999999}'.format(1) }}", "format\\(\\): a format width"),
+        ("{{ '{:>{w}}'.format(1, w=999999999) }}", "format\\(\\): a format width"),
+        ("{{ '%0999999999d' | format(1) }}", "'format': a format width"),
+        ("{{ (q * 900000).replace('', 'yy') }}", "replace\\(\\) would make over 1,000,000"),
+        ("{{ (q * 900000) | replace('', 'yy') }}", "replace\\(\\) would make"),
+        # A filter's or a call's result, and the rendered prompt, are checked too.
+        ("{{ (q * 900000) | list | join('yy') }}", "'join' made 2,699,998 characters"),
+        ("{% for i in range(100000) %}{{ q * 1000 }}{% endfor %}", "rendered prompt passed"),
+    ],
+)  # fmt: skip
+def test_templates_cannot_build_huge_values(source, message):
+    from jinja2.exceptions import SecurityError
+
+    from hive.compiler import templates
+
+    with pytest.raises(SecurityError, match=message):
+        templates.render_bounded(templates.environment().from_string(source), {"q": "a"})
+
+
+def test_bounded_templates_still_format_and_concatenate():
+    from hive.compiler import templates
+
+    source = (
+        "{{ q ~ '!' }} {{ q + 'x' }} {{ [1] + [2] }} {{ 'Call 5551234567: %s' % q }} "
+        "{{ '%5d|%.2f' % (3, 2.5) }} {{ '{:>4}|{}'.format(7, 8) }} {{ 'n={n:>{w}}'.format(n=1, w=3) }} "
+        "{{ '%s-%s' | format(q, q) }} {{ q | center(5) }} {{ 'a,b' | replace(',', ';') }}"
+    )  # fmt: skip
+    out = templates.render_bounded(templates.environment().from_string(source), {"q": "ab"})
+    assert out == "ab! abx [1, 2] Call 5551234567: ab     3|2.50    7|8 n=  1 ab-ab   ab  a;b"
 
 
 # -- limits ----------------------------------------------------------------------

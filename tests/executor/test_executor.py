@@ -3,6 +3,7 @@
 import asyncio
 import random
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,44 @@ def test_an_extraction_that_finds_nothing_is_null_and_recorded(tmp_path):
         "field 'n': no match for regex 'N=(\\d+)'",
         "field 'v': the reply holds no JSON object",
     ]
+
+
+def test_a_regex_that_backtracks_for_ever_times_out_to_a_null_field(tmp_path):
+    """`(a|aa)+$` on a long run of a's backtracks exponentially: with `re` the call would
+    never return and every other call would stall; the match stops after
+    REGEX_TIMEOUT_S and the field is null, with the reason."""
+    spec = write_spec(
+        tmp_path,
+        "  a:\n    prompt: '{{ q }}'\n    extract:\n      n: {regex: '(a|aa)+$', type: string}\n"
+        "      m: {regex: 'a(a)', type: string}\n",
+        "  r = a(q)\n  return {n: r.n, m: r.m}\n",
+    )
+    started = time.perf_counter()
+    result = hive.run(spec, {"q": "x"}, engine=FakeEngine(lambda *_: "a" * 60 + "b"))
+    assert time.perf_counter() - started < 30
+    assert result.outputs == {"n": None, "m": "a"}  # the other field is still extracted
+    (call,) = result.calls
+    assert call.problems == [
+        "field 'n': regex '(a|aa)+$' ran over 1 s on this reply (nested repetition that "
+        "backtracks): simplify it"
+    ]
+
+
+def test_a_string_or_list_doubled_in_a_loop_is_bounded(tmp_path):
+    """`s = s + s` 64 times would take all memory; past MAX_VALUE_SIZE it is an error."""
+    for init in ("q", "[q]"):
+        spec = write_spec(
+            tmp_path, "  a:\n    prompt: '{{ q }}'\n",
+            f"  s = {init}\n  repeat 64:\n    s = s + s\n  return {{n: len(s)}}\n",
+        )  # fmt: skip
+        with pytest.raises(RunError, match="'\\+' would make 1,048,576 characters or items"):
+            hive.run(spec, {"q": "x"}, engine=FakeEngine(echo))
+    spec = write_spec(
+        tmp_path, "  a:\n    prompt: '{{ q }}'\n",
+        "  s = [q, q]\n  repeat 18:\n    s = s + s\n  return {t: concat(s, sep=', ')}\n",
+    )  # fmt: skip
+    with pytest.raises(RunError, match="concat\\(\\) would make"):
+        hive.run(spec, {"q": "xy"}, engine=FakeEngine(echo))
 
 
 def test_using_a_missing_field_as_a_number_fails_with_its_position(tmp_path):
