@@ -255,8 +255,8 @@ class _Lowerer:
                     regions.append(self.lam(key, kw.value, env, lambdas[key]))
             elif key not in LITERAL_ARGS.get(name, ()):
                 attrs.setdefault("unknown_kwargs", []).append(key)
-            elif isinstance(kw.value, ast.Literal):
-                attrs[key] = kw.value.value
+            elif (literal := _literal_value(kw.value)) is not _NOT_LITERAL:
+                attrs[key] = literal
             else:
                 attrs.setdefault("bad_kwargs", []).append(key)
         if name == "map" and len(positional) == 2:
@@ -277,6 +277,25 @@ class _Lowerer:
 def keyword_names(builtin: str) -> list[str]:
     """The keyword arguments a built-in or combinator takes (for did-you-mean hints)."""
     return sorted(set(LITERAL_ARGS.get(builtin, ())) | set(_LAMBDA_ARGS.get(builtin, {})))
+
+
+_NOT_LITERAL = object()
+
+
+def _literal_value(expr: ast.Expr) -> Any:
+    """A literal's value, a negative number's too (`width=-2` is then out of range, not
+    "not a literal"); else _NOT_LITERAL."""
+    if isinstance(expr, ast.Literal):
+        return expr.value
+    if (
+        isinstance(expr, ast.Unary)
+        and expr.op == "-"
+        and isinstance(expr.operand, ast.Literal)
+        and isinstance(expr.operand.value, int | float)
+        and not isinstance(expr.operand.value, bool)
+    ):
+        return -expr.operand.value
+    return _NOT_LITERAL
 
 
 # Keyword arguments that take a literal value, per built-in.

@@ -225,6 +225,18 @@ def diagnostics_from_validation(exc: ValidationError, doc: SourceDoc) -> list[Di
             path = key[1:]
             name = str(path[-1])
             allowed = _allowed_keys(path[:-1])
+            if name in allowed:  # a key of another member of a union: {regex, json}
+                where = ".".join(str(p) for p in path[:-1])
+                out.append(
+                    doc.diagnostic(
+                        "error",
+                        f"'{name}' cannot be combined with the other keys of {where}"
+                        + (": an extraction is a regex or a JSON path, not both"
+                           if len(path) == 5 and path[2] == "extract" else ""),
+                        doc.span(path, key=True),
+                    )
+                )  # fmt: skip
+                continue
             hint = did_you_mean(name, allowed) or (
                 f"allowed: {', '.join(allowed)}" if allowed else None
             )

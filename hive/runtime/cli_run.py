@@ -31,7 +31,7 @@ def parse_input_pairs(plan: Plan, pairs: list[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
-        if not sep:
+        if not sep or not name:
             raise InputError(f"--input {pair!r}: expected NAME=VALUE")
         decl = declared.get(name)
         if decl is None or decl.type == "string":
@@ -69,7 +69,13 @@ def read_inputs_file(path: Path) -> list[dict[str, Any]]:
         if not rows:
             raise InputError(f"{path}: no inputs (the file has no JSON lines)")
         return rows
-    return [_json_object(text, str(path))]
+    try:
+        return [_json_object(text, str(path))]
+    except InputError as exc:
+        if "Extra data" in str(exc) and len([ln for ln in text.splitlines() if ln.strip()]) > 1:
+            # One JSON object per line is JSON lines, which is read from a .jsonl file only.
+            raise InputError(f"{exc}; for one run per line, name the file .jsonl") from None
+        raise
 
 
 def _json_problem(exc: Exception) -> str:

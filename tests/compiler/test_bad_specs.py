@@ -98,6 +98,7 @@ CASES = [
     ("input-wrong-type", GOOD.replace("question: string", "question: 5"), 4, 13, "inputs.question must be a string or a mapping, not an integer", None),
     ("bad-regex-shorthand", GOOD.replace("'A: (\\d+)'", "'A: (\\d+'"), 8, 23, "agents.solver.extract.answer: invalid regular expression: missing ) at position 7", None),
     ("bad-regex-object", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regex: '(', type: number}}"), 8, 31, "agents.solver.extract.answer.regex: invalid regular expression", None),
+    ("regex-and-json", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regex: 'A: (\\d+)', json: answer}}"), 8, 43, "'json' cannot be combined with the other keys of agents.solver.extract.answer: an extraction is a regex or a JSON path, not both", None),
     ("extract-regx", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regx: 'a'}}"), 8, 24, "unknown key 'regx' in agents.solver.extract.answer", "did you mean 'regex'?"),
     ("empty-regex", GOOD.replace("'A: (\\d+)'", "''"), 8, 23, "agents.solver.extract.answer: the regular expression is empty", None),
     ("extract-text", GOOD.replace("{answer: 'A: (\\d+)'}", "{text: 'a'}"), 8, 14, "'text' is the raw completion", None),
@@ -173,6 +174,9 @@ FLOW_CASES = [
     ("underscore-outside-lambda", "r = solver(question=_)\nreturn r", 10, 23, "'_' is only defined inside", None),
     # Arguments.
     ("duplicate-argument", "r = solver(question=question, question=question)\nreturn r", 10, 33, "parameter 'question' of 'solver' is given twice", None),
+    ("duplicate-after-positional", "r = solver(question, question=question)\nreturn r", 10, 24, "parameter 'question' of 'solver' is given twice", None),
+    ("negative-literal-argument", "r = beam(question, expand=solver(_), score=len(_), width=-2, depth=2)\nreturn r", 10, 7, "beam() width must be an integer between 1 and 4096", None),
+    ("concat-sep-not-a-string", "r = concat([question], sep=1)\nreturn r", 10, 26, "concat() sep must be a string", None),
     ("unknown-parameter", "r = solver(question, q=1)\nreturn r", 10, 24, "agent 'solver' has no parameter 'q'", "it takes question"),
     ("misspelt-parameter", "r = solver(qestion=question)\nreturn r", 10, 14, "agent 'solver' has no parameter 'qestion'", "did you mean 'question'?"),
     ("misspelt-combinator-kwarg", "rs = sample solver(question) x 3\nv = vote(rs, bye=answer)\nreturn v", 11, 16, "vote() has no argument 'bye'", "did you mean 'by'?"),
@@ -665,6 +669,15 @@ def test_each_repeated_keyword_is_reported_where_it_is_written(tmp_path):
         compile_loaded(load_spec(path))
     columns = [d.span.col for d in info.value.diagnostics if "given twice" in d.message]
     assert columns == [27, 38]
+    # After a positional argument, each repeated keyword once, where it is written.
+    path.write_text(
+        with_flow("r = solver(question, question=question, question=question)\nreturn r"),
+        encoding="utf-8",
+    )
+    with pytest.raises(SpecError) as info:
+        compile_loaded(load_spec(path))
+    columns = [d.span.col for d in info.value.diagnostics if "given twice" in d.message]
+    assert columns == [24, 43]
 
 
 def test_a_value_nested_into_itself_in_nested_loops_keeps_a_small_type(tmp_path):

@@ -95,6 +95,7 @@ def test_typed_inputs_are_read_as_json(fake):
             "missing input 'question' (string); pass --input question=...",
         ),
         (["specs/self_consistency.yaml", "-i", "question"], "expected NAME=VALUE"),
+        (["specs/self_consistency.yaml", "-i", "=x"], "--input '=x': expected NAME=VALUE"),
         (["specs/self_consistency.yaml", "-i", "q=1"], "unknown input(s) q"),
         (
             ["specs/map_reduce.yaml", "-i", "question=q", "-i", "chunks=a,b"],
@@ -129,6 +130,8 @@ def test_bad_json_in_an_inputs_file_or_a_plan_is_one_clear_line(fake, tmp_path):
     for text, message in (
         ("[" * 100_000, "not JSON: it nests too deeply"),
         ('{"question": ' + "9" * 5000 + "}", "not JSON: a number is too large"),
+        # JSON lines in a file not named .jsonl: say how to run them.
+        ('{"question": "a"}\n{"question": "b"}\n', "for one run per line, name the file .jsonl"),
     ):
         rows.write_text(text)
         result = runner.invoke(app, ["run", "specs/best_of_n.yaml", "--inputs", str(rows)])

@@ -332,6 +332,8 @@ class _Resolver:
         if name == "concat":
             if arg.kind not in ("list", "any"):
                 self.error(node, f"concat() needs a list, not {arg}")
+            if not isinstance(node.attrs.get("sep", ""), str):
+                self.error(node, "concat() sep must be a string", keyword="sep")
             return STRING
         return {"str": STRING, "int": INTEGER, "float": NUMBER, "lower": STRING, "strip": STRING}[
             name
@@ -400,7 +402,9 @@ class _Resolver:
                 continue
             if arg in bound:
                 message = f"parameter '{arg}' of '{name}' is given twice"
-                self.error(node, message, keyword=arg, occurrence=bound.count(arg))
+                names = node.attrs["arg_names"]  # which keyword `arg` this is (not positional)
+                keyword = sum(1 for j in range(num_positional, i) if names[j] == arg)
+                self.error(node, message, keyword=arg, occurrence=keyword)
             bound.append(arg)
         meant = self.meant.get(node.id, set())
         missing = [p for p in info.params if p not in bound and p not in meant]
