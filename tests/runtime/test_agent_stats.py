@@ -6,6 +6,7 @@ from runtime_helpers import make_tiny, prompts_for
 from hive.bench.agent_traces import coordinator_trace
 from hive.runtime import Engine, SamplingParams
 from hive.runtime.engine.agent_stats import (
+    AGGREGATE_REFRESH,
     AgentLedger,
     AgentStats,
     hotspot_agents,
@@ -193,10 +194,15 @@ def test_thousands_of_agents_and_untagged_requests_are_served():
         TraceRequest(f"agent{i}", prompts_for(60 + i % 50, [30])[0] + [i % 7], [1, 2], wave=i // 50)
         for i in range(3000)
     ]
-    started = time.perf_counter()
-    result = replay(trace, kv_cache_tokens=400, policy="agent")
-    assert time.perf_counter() - started < 30  # aggregates are cached, not O(agents) per key
-    assert len(result.agents) == 3000 and result.failed == 0
+    for policy, admission in (
+        ("agent", "shares"),
+        ("workflow", "shares"),
+        ("workflow", "residency"),
+    ):
+        started = time.perf_counter()
+        result = replay(trace, kv_cache_tokens=400, policy=policy, admission=admission)
+        assert time.perf_counter() - started < 30  # aggregates are cached, not O(agents) per key
+        assert len(result.agents) == 3000 and result.failed == 0
     engine = Engine.from_hf(make_tiny("llama"), kv_cache_tokens=200, eviction_policy="agent")
     for i, ids in enumerate(prompts_for(70, [20] * 40)):
         engine.add_request(ids, SamplingParams(max_tokens=2), agent_id=None if i % 2 else f"x{i}")
@@ -485,3 +491,28 @@ def test_a_recomputed_prefix_is_marked_up_to_where_it_was_computed_before():
     node = cache.match_prefix(tokens, record=False).node
     assert not node.recomputed and node.token_ids == [6, 7, 8, 9]  # the call's own tail
     assert node.parent.recomputed and node.parent.token_ids == list(range(6))
+
+
+def test_aggregates_over_many_agents_are_refreshed_amortised():
+    """With few agents, every admission refreshes the contributions; with thousands, they may
+    lag agents / AGGREGATE_REFRESH admissions (O(AGGREGATE_REFRESH) per admission, not
+    O(agents)), and are then recomputed."""
+    ledger = AgentLedger(page_size=1)
+    for i in range(10):
+        ledger.record_admission(f"a{i}", [1, 2, 3], 0)
+    version, before = ledger.version, ledger.contributions()
+    ledger.record_admission("a0", [1, 2, 3], 0)
+    assert not ledger.is_current(version) and ledger.contributions() is not before
+    assert ledger.contributions()["a0"] > before["a0"]
+    for i in range(3200 - 10):
+        ledger.record_admission(f"b{i}", [1], 0)
+    assert len(ledger.agents) // AGGREGATE_REFRESH == 100
+    version, before = ledger.version, ledger.contributions()
+    for _ in range(99):
+        ledger.record_admission("late", [1, 2, 3, 4], 0)
+    assert ledger.is_current(version) and ledger.contributions() is before
+    assert "late" not in before  # admitted since: the floor until the refresh
+    ledger.record_admission("late", [1, 2, 3, 4], 0)
+    assert not ledger.is_current(version)
+    assert ledger.contributions()["late"] > ledger.contributions()["b0"]
+    assert not ledger.is_current(-1)

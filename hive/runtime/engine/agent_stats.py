@@ -26,8 +26,11 @@ number of calls admitted so far. So the plan decides while the engine has seen
 little, and what the engine sees takes over after a few dozen calls (a plan's
 estimate of loop exits and branches is a guess; the token counts are not).
 Agents the plan does not know start from 0 and earn their share online. Every
-term is a counter the engine keeps anyway; the whole map is recomputed at most
-once per admission (cached on `version`), in O(agents).
+term is a counter the engine keeps anyway; the whole map is recomputed in
+O(agents) at most once per admission (cached on `version`), and with more than
+AGGREGATE_REFRESH agents once per agents / AGGREGATE_REFRESH admissions
+(`is_current`): thousands of agents cost O(AGGREGATE_REFRESH) per admission,
+amortised, not O(agents), and one admission moves none of the aggregates much.
 """
 
 from __future__ import annotations
@@ -124,6 +127,9 @@ class AgentStats:
         return self.recomputed_tokens / self.reusable_tokens if self.reusable_tokens else 0.0
 
 
+AGGREGATE_REFRESH = 32  # agents per admission that an aggregate over all agents may lag
+
+
 class AgentLedger:
     def __init__(self, page_size: int) -> None:
         self.history = PrefixHistory(page_size)
@@ -201,9 +207,19 @@ class AgentLedger:
         if stats is not None:
             stats.logits_cache_hits += positions
 
+    def is_current(self, version: int) -> bool:
+        """Whether an aggregate over all agents computed at `version` is still to be used:
+        until the next admission, or with many agents for agents / AGGREGATE_REFRESH of
+        them (amortised O(AGGREGATE_REFRESH) per admission instead of O(agents))."""
+        if version < 0:
+            return False
+        return self.version - version < max(1, len(self.agents) // AGGREGATE_REFRESH)
+
     def contributions(self) -> dict[str, float]:
-        """c(a) for every agent seen (see the module docstring); sums to 1 when any is > 0."""
-        if self._contributions_version == self.version:
+        """c(a) for every agent seen (see the module docstring); sums to 1 when any is > 0.
+        With many agents it may lag a few admissions (`is_current`): an agent admitted
+        since is missing (0, the floor)."""
+        if self.is_current(self._contributions_version):
             return self._contributions
         agents, priors = self.agents, self.priors
         prior_total = sum(p.contribution for p in priors.values())

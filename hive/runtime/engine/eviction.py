@@ -126,11 +126,12 @@ class AgentPolicy(BaseEvictionPolicy):
 
     def bind(self, ledger: AgentLedger, cache: RadixCache) -> None:
         self.ledger, self.cache = ledger, cache
+        self._version = -1  # the threshold was another ledger's
 
     def _aggregates(self, ledger: AgentLedger) -> None:
         """The hotspot threshold, recomputed only after new admissions (one eviction ranks
         many nodes; thousands of agents must not make each key O(agents))."""
-        if self._version != ledger.version:
+        if not ledger.is_current(self._version):
             hotspots = hotspot_agents(ledger.agents)
             self._threshold = ledger.agents[hotspots[-1]].prompt_tokens if hotspots else 0
             self._version = ledger.version
@@ -222,7 +223,7 @@ class WorkflowPolicy(BaseEvictionPolicy):
         self._version = -1  # the aggregates were another ledger's
 
     def _aggregates(self, ledger: AgentLedger) -> None:
-        if self._version != ledger.version:
+        if not ledger.is_current(self._version):
             intervals = [i for a in ledger.agents.values() if (i := a.call_interval) is not None]
             self._default_interval = (
                 sum(intervals) / len(intervals) if intervals else float(len(ledger.agents) or 1)
@@ -234,8 +235,10 @@ class WorkflowPolicy(BaseEvictionPolicy):
                             key=lambda a: (-contributions[a], a))  # fmt: skip
             hot = max(1, round(HOTSPOT_SHARE * len(ranked)))
             self._hot = set(ranked[:hot])
-            cold = [self._relative_contribution(a, ledger) for a in ranked[hot:]]
-            self._cold_weight = max(cold, default=None)
+            self._cold_weight = max(
+                (self._relative_contribution(a, ledger, contributions) for a in ranked[hot:]),
+                default=None,
+            )
             self._version = ledger.version
 
     def _interval(self, agent_id: str, stats: AgentStats | None) -> float:
@@ -267,13 +270,17 @@ class WorkflowPolicy(BaseEvictionPolicy):
             expected.append((agent_id, max(0.0, interval - elapsed)))
         return expected
 
-    def _relative_contribution(self, agent_id: str, ledger: AgentLedger) -> float:
+    def _relative_contribution(
+        self, agent_id: str, ledger: AgentLedger, contributions: dict[str, float] | None = None
+    ) -> float:
         """wp(a) * wc(a), in (0, 1]: the plan's and the online contribution, each relative
         to the top agent's."""
         prior = ledger.priors.get(agent_id)
         top_prior, top = self._top_prior, self._top_contribution
+        if contributions is None:
+            contributions = ledger.contributions()
         wp = (prior.contribution if prior else 0.0) / top_prior if top_prior > 0 else 1.0
-        wc = ledger.contributions().get(agent_id, 0.0) / top if top > 0 else 1.0
+        wc = contributions.get(agent_id, 0.0) / top if top > 0 else 1.0
         return max(wp * wc, 1e-9)
 
     def weight(self, agent_id: str) -> float:
