@@ -7,12 +7,12 @@ the IR with its types, and every pass's annotations. `Plan.to_json()` and
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from hive.compiler import strict_json
 from hive.compiler.errors import PlanError, SpecError
 from hive.compiler.ir import Graph
 from hive.compiler.passes.prefixes import PrefixGroup
@@ -46,10 +46,6 @@ class Plan(BaseModel):
         return {call: g.id for g in self.prefix_groups for call in g.calls}
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def load_plan(path_or_text: str | Path) -> Plan:
     """Read a plan written by `Plan.to_json()` (a path, or the JSON text itself)."""
     text = str(path_or_text)
@@ -59,13 +55,9 @@ def load_plan(path_or_text: str | Path) -> Plan:
         except OSError as exc:
             raise PlanError(f"{path_or_text}: cannot read plan: {exc.strerror}") from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise PlanError(f"plan is not JSON: {exc.msg} at line {exc.lineno}") from None
-    except ValueError as exc:  # a NaN / Infinity, or an integer of over 4,300 digits
-        raise PlanError(f"plan is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise PlanError("plan is not valid JSON: it nests too deeply") from None
+        data = strict_json.loads(text)
+    except strict_json.JSONProblem as exc:
+        raise PlanError(f"plan is not valid JSON: {exc.message} at line {exc.line}") from None
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
         raise PlanError('not a Hive plan (no "format": "hive-plan")')
     if data.get("version") != PLAN_VERSION:

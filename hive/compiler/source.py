@@ -11,7 +11,6 @@ enough about each string scalar to map an offset inside the decoded string
 from __future__ import annotations
 
 import bisect
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from hive.compiler import strict_json
 from hive.compiler.errors import Diagnostic, Span, SpecError
 
 PathKey = tuple[str | int, ...]
@@ -312,26 +312,6 @@ def read_spec_file(path: str | Path) -> SourceDoc:
     return parse_spec_text(raw, str(path), is_json=path.suffix.lower() == ".json")
 
 
-class _NonFiniteNumber(Exception):
-    def __init__(self, name: str):
-        self.name = name
-
-
-def _reject_constant(name: str):
-    # Python's json accepts NaN and Infinity; JSON does not, and a plan could not hold them.
-    raise _NonFiniteNumber(name)
-
-
-_JSON_STRING_OR_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN')
-
-
-def _constant_offset(text: str, name: str) -> int:
-    for match in _JSON_STRING_OR_CONSTANT.finditer(text):
-        if match.group() == name:
-            return match.start()
-    return 0
-
-
 def parse_spec_text(raw: bytes | str, filename: str, *, is_json: bool = False) -> SourceDoc:
     if isinstance(raw, bytes):
         if len(raw) > MAX_BYTES:
@@ -362,21 +342,11 @@ def parse_spec_text(raw: bytes | str, filename: str, *, is_json: bool = False) -
     json_data: Any = None
     if is_json:
         try:
-            json_data = json.loads(text, parse_constant=_reject_constant)
-        except _NonFiniteNumber as exc:
-            span = doc._span(*doc._offset_to_line_col(_constant_offset(text, exc.name)))
-            message = f"invalid JSON: {exc.name} is not a JSON number"
-            raise SpecError([doc.diagnostic("error", message, span)]) from None
-        except json.JSONDecodeError as exc:
-            span = Span(filename, exc.lineno, exc.colno)
-            raise SpecError([doc.diagnostic("error", f"invalid JSON: {exc.msg}", span)]) from None
-        except ValueError:  # an integer of more than Python's 4,300 digits
+            json_data = strict_json.loads(text)
+        except strict_json.JSONProblem as exc:
+            span = doc._span(*doc._offset_to_line_col(exc.offset))
             raise SpecError(
-                [Diagnostic("error", "invalid JSON: a number is too large", Span(filename, 1, 1))]
-            ) from None
-        except RecursionError:
-            raise SpecError(
-                [Diagnostic("error", "JSON nests too deeply", Span(filename, 1, 1))]
+                [doc.diagnostic("error", f"invalid JSON: {exc.message}", span)]
             ) from None
         # Valid JSON has tabs only between tokens, where YAML rejects them; a space
         # keeps every offset the same.

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from hive.compiler import strict_json
 from hive.compiler.plan import Plan
 from hive.runtime.engine.config import make_config
 from hive.runtime.errors import InputError
@@ -38,10 +39,10 @@ def parse_input_pairs(plan: Plan, pairs: list[str]) -> dict[str, Any]:
             values[name] = raw  # unknown names are reported by check_inputs
             continue
         try:
-            values[name] = json.loads(raw)
-        except (RecursionError, ValueError) as exc:
-            if not isinstance(exc, json.JSONDecodeError):
-                raise InputError(f"--input {name}: {_json_problem(exc)}") from None
+            values[name] = strict_json.loads(raw)
+        except strict_json.JSONProblem as exc:
+            if exc.kind != "syntax":  # not a malformed value but an unreadable one
+                raise InputError(f"--input {name}: {exc.message}") from None
             if decl.type == "any":
                 values[name] = raw
             else:
@@ -78,20 +79,11 @@ def read_inputs_file(path: Path) -> list[dict[str, Any]]:
         raise
 
 
-def _json_problem(exc: Exception) -> str:
-    """What Python's json parser rejects beyond JSON syntax: deep nesting, huge integers."""
-    if isinstance(exc, RecursionError):
-        return "it nests too deeply"
-    return "a number is too large"
-
-
 def _json_object(text: str, where: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: not JSON: {exc.msg} (column {exc.colno})") from None
-    except (RecursionError, ValueError) as exc:
-        raise InputError(f"{where}: not JSON: {_json_problem(exc)}") from None
+        value = strict_json.loads(text)
+    except strict_json.JSONProblem as exc:
+        raise InputError(f"{where}: not JSON: {exc.message} (column {exc.col})") from None
     if not isinstance(value, dict):
         raise InputError(f"{where}: inputs must be a JSON object of name: value")
     return value
