@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
 
+from hive.compiler.sandbox import BoundedSandbox, render_bounded
 from hive.compiler.spec import Agent, Spec
-from hive.compiler.templates import BoundedSandbox, render_bounded
 from hive.errors import HiveError
 from hive.runtime.engine.agent_stats import AgentPrior
 from hive.runtime.engine.request import Completion

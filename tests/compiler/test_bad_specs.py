@@ -471,20 +471,22 @@ def test_templates_cannot_build_huge_values(source, message):
     from jinja2.exceptions import SecurityError
 
     from hive.compiler import templates
+    from hive.compiler.sandbox import render_bounded
 
     with pytest.raises(SecurityError, match=message):
-        templates.render_bounded(templates.environment().from_string(source), {"q": "a"})
+        render_bounded(templates.environment().from_string(source), {"q": "a"})
 
 
 def test_bounded_templates_still_format_and_concatenate():
     from hive.compiler import templates
+    from hive.compiler.sandbox import render_bounded
 
     source = (
         "{{ q ~ '!' }} {{ q + 'x' }} {{ [1] + [2] }} {{ 'Call 5551234567: %s' % q }} "
         "{{ '%5d|%.2f' % (3, 2.5) }} {{ '{:>4}|{}'.format(7, 8) }} {{ 'n={n:>{w}}'.format(n=1, w=3) }} "
         "{{ '%s-%s' | format(q, q) }} {{ q | center(5) }} {{ 'a,b' | replace(',', ';') }}"
     )  # fmt: skip
-    out = templates.render_bounded(templates.environment().from_string(source), {"q": "ab"})
+    out = render_bounded(templates.environment().from_string(source), {"q": "ab"})
     assert out == "ab! abx [1, 2] Call 5551234567: ab     3|2.50    7|8 n=  1 ab-ab   ab  a;b"
 
 
