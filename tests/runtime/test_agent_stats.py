@@ -516,3 +516,31 @@ def test_aggregates_over_many_agents_are_refreshed_amortised():
     assert not ledger.is_current(version)
     assert ledger.contributions()["late"] > ledger.contributions()["b0"]
     assert not ledger.is_current(-1)
+
+
+def test_workflow_weights_stay_relative_to_the_top_agent_while_aggregates_lag():
+    """With hundreds of agents the ledger's contributions refresh every agents / 32
+    admissions; the policy's aggregates refresh with them and its weights read the same
+    snapshot, so every weight stays in (0, 1] and the top agent's is 1 (two lag windows
+    out of phase gave a weight of 114)."""
+    from hive.runtime.engine.agent_stats import AgentPrior
+    from hive.runtime.engine.eviction import WorkflowPolicy
+
+    ledger = AgentLedger(page_size=1)
+    policy = WorkflowPolicy()
+    policy.bind(ledger, None)
+    prior = AgentPrior(0.001, expected_calls=1, workflow_calls=700, max_calls=1)
+    for i in range(640):
+        ledger.record_prior(f"a{i}", prior)
+        ledger.record_admission(f"a{i}", [1], hit_tokens=0)
+    ledger.record_prior("top", AgentPrior(0.5, expected_calls=50, workflow_calls=700))
+    ledger.contributions()  # the scheduler's shares read them too, at other times
+    for step in range(200):
+        ledger.record_admission("top", list(range(400 + step)), hit_tokens=0)
+        if step % 7 == 0:
+            ledger.record_admission(f"a{step}", [1, 2], hit_tokens=0)
+        if step < 10:
+            continue  # the policy's first look comes ten admissions after the ledger's
+        weights = [policy.weight(a) for a in ("top", "a0", "a1", f"a{step}")]
+        assert all(0 < w <= 1 for w in weights), (step, weights)
+        assert policy.weight("top") == max(weights)

@@ -217,18 +217,22 @@ class WorkflowPolicy(BaseEvictionPolicy):
         self._top_contribution = 0.0
         self._hot: set[str] = set()
         self._cold_weight: float | None = None  # shared by the agents not hot
+        self._contributions: dict[str, float] = {}  # the ledger's, when aggregated
 
     def bind(self, ledger: AgentLedger, cache: RadixCache) -> None:
         self.ledger = ledger
         self._version = -1  # the aggregates were another ledger's
 
     def _aggregates(self, ledger: AgentLedger) -> None:
-        if not ledger.is_current(self._version):
+        # Refreshed with the ledger's contributions (one lag window: `is_current`), and
+        # weights read that same snapshot, so a weight stays relative to its top agent.
+        contributions = ledger.contributions()
+        if contributions is not self._contributions or self._version < 0:
+            self._contributions = contributions
             intervals = [i for a in ledger.agents.values() if (i := a.call_interval) is not None]
             self._default_interval = (
                 sum(intervals) / len(intervals) if intervals else float(len(ledger.agents) or 1)
             )
-            contributions = ledger.contributions()
             self._top_prior = max((p.contribution for p in ledger.priors.values()), default=0.0)
             self._top_contribution = max(contributions.values(), default=0.0)
             ranked = sorted((a for a, c in contributions.items() if c > 0),
@@ -236,8 +240,7 @@ class WorkflowPolicy(BaseEvictionPolicy):
             hot = max(1, round(HOTSPOT_SHARE * len(ranked)))
             self._hot = set(ranked[:hot])
             self._cold_weight = max(
-                (self._relative_contribution(a, ledger, contributions) for a in ranked[hot:]),
-                default=None,
+                (self._relative_contribution(a, ledger) for a in ranked[hot:]), default=None
             )
             self._version = ledger.version
 
@@ -270,17 +273,13 @@ class WorkflowPolicy(BaseEvictionPolicy):
             expected.append((agent_id, max(0.0, interval - elapsed)))
         return expected
 
-    def _relative_contribution(
-        self, agent_id: str, ledger: AgentLedger, contributions: dict[str, float] | None = None
-    ) -> float:
+    def _relative_contribution(self, agent_id: str, ledger: AgentLedger) -> float:
         """wp(a) * wc(a), in (0, 1]: the plan's and the online contribution, each relative
-        to the top agent's."""
+        to the top agent's (in the snapshot `_aggregates` took)."""
         prior = ledger.priors.get(agent_id)
         top_prior, top = self._top_prior, self._top_contribution
-        if contributions is None:
-            contributions = ledger.contributions()
         wp = (prior.contribution if prior else 0.0) / top_prior if top_prior > 0 else 1.0
-        wc = contributions.get(agent_id, 0.0) / top if top > 0 else 1.0
+        wc = self._contributions.get(agent_id, 0.0) / top if top > 0 else 1.0
         return max(wp * wc, 1e-9)
 
     def weight(self, agent_id: str) -> float:
