@@ -57,7 +57,7 @@ def load_plan(path_or_text: str | Path) -> Plan:
     try:
         data = strict_json.loads(text)
     except strict_json.JSONProblem as exc:
-        raise PlanError(f"plan is not valid JSON: {exc.message} at line {exc.line}") from None
+        raise PlanError(f"plan is not valid JSON: {exc.message}{exc.where}") from None
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
         raise PlanError('not a Hive plan (no "format": "hive-plan")')
     if data.get("version") != PLAN_VERSION:

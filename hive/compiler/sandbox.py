@@ -3,13 +3,22 @@
 Specs are untrusted. Jinja's `SandboxedEnvironment` keeps templates away from
 Python internals, but not from resource exhaustion: `{{ question * 10**9 }}`
 builds a gigabyte-sized prompt, a doubling loop over a namespace
-(`{% set ns.s = ns.s ~ ns.s %}`) an unbounded one, `{{ 10 ** 10**8 }}` computes
-for minutes, and `center(10**9)`, `'%0999999999d' % 1` or `replace('', ...)`
-allocate gigabytes at once. `BoundedSandbox` refuses each of those past
-MAX_VALUE_SIZE (a SecurityError naming the operation), checks every call's and
-filter's result, and `render_bounded` stops a rendering whose output passes the
-limit. Not bounded: the iterations of nested loops that print nothing (each
-`range` is at most 100,000).
+(`{% set ns.s = ns.s ~ ns.s %}`) or `l.extend(l)` an unbounded one, nested
+literals (`[a, a, a]`) grow as fast, `{{ 10 ** 10**8 }}` computes for minutes,
+and `center(10**9)`, `'%0999999999d' % 1` or `replace('', ...)` allocate
+gigabytes at once. `BoundedSandbox` is Jinja's immutable sandbox (no `append`,
+`extend` or `update`) that refuses each of those past MAX_VALUE_SIZE characters
+or items, counted deep (`value_size`: `[s] * 1000` holds s a thousand times),
+with a SecurityError naming the operation: before the operation where its size
+can be told in advance (`*`, `+`, `~`, `%` and `format()` fields and repeats,
+widths, `indent`, `expandtabs`, `replace`, `join`, `batch`, `slice`, literals,
+block buffers), and on the result of every other call and filter. `render_bounded`
+stops a rendering whose output passes the limit.
+
+Not bounded: time. A loop that prints nothing runs as long as its iterations
+(each `range` is at most 100,000, so nested loops multiply), and an operation
+checked only on its result allocates it first (at most a product of two values
+within the limit).
 """
 
 from __future__ import annotations
@@ -21,24 +30,26 @@ import string
 from collections.abc import Callable
 from typing import Any
 
-from jinja2 import Template, nodes
+from jinja2 import Environment, Template, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.nodes import EvalContext
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from hive.compiler.types import MAX_VALUE_SIZE
+from hive.compiler.types import MAX_VALUE_SIZE, value_size
 
 # A printf-style field's width and precision ('%08.3f', '%*d').
-_PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]")
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
-_WIDTH_FILTERS = frozenset({"center", "indent"})
+# Filters whose integer arguments are a size they allocate: a width, or a count of items.
+_WIDTH_FILTERS = frozenset({"center", "indent", "batch", "slice"})
 
 
 def _check_size(value: Any, what: str) -> Any:
-    if isinstance(value, str | list | tuple | dict) and len(value) > MAX_VALUE_SIZE:
-        raise SecurityError(
-            f"{what} made {len(value):,} characters or items; the limit is {MAX_VALUE_SIZE:,}"
-        )
+    size = value_size(value)
+    if size > MAX_VALUE_SIZE:
+        raise SecurityError(f"{what} made over {MAX_VALUE_SIZE:,} characters or items (the limit)")
     return value
 
 
@@ -54,27 +65,48 @@ def _huge_width(what: str) -> SecurityError:
     return SecurityError(f"{what}: a format width over the limit of {MAX_VALUE_SIZE:,}")
 
 
-def _huge_int(values: Any) -> bool:
-    items = values if isinstance(values, tuple | list) else (values,)
-    return any(isinstance(v, int) and v > MAX_VALUE_SIZE for v in items)
+def _is_huge(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > MAX_VALUE_SIZE
+
+
+def _holds_huge(value: Any) -> bool:
+    """Whether `value` is, or a container in it holds, an integer over the limit."""
+    stack, steps = [value], 0
+    while stack and steps <= MAX_VALUE_SIZE:
+        item = stack.pop()
+        steps += 1
+        if _is_huge(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
 
 
 def _check_percent(fmt: Any, values: Any, what: str) -> None:
-    """`fmt % values` would not pad a field to a million characters and more."""
+    """`fmt % values` would not pad a field to a million characters and more: literal
+    widths and precisions, and the arguments a `*` takes."""
     if not isinstance(fmt, str):
         return
-    star = False
+    args = values if isinstance(values, tuple) else (values,)
+    index = 0  # the next positional argument
     for match in _PERCENT_FIELD.finditer(fmt):
+        if match.group().endswith("%") and len(match.group()) == 2:
+            continue  # '%%'
         for group in match.groups():
-            star |= group == "*"
-            if group and group != "*" and int(group) > MAX_VALUE_SIZE:
+            if group == "*":
+                if index < len(args) and _is_huge(args[index]):
+                    raise _huge_width(what)
+                index += 1
+            elif group and int(group) > MAX_VALUE_SIZE:
                 raise _huge_width(what)
-    if star and _huge_int(values):  # '%*d': the width is an argument
-        raise _huge_width(what)
+        index += 1  # the value itself
 
 
 def _check_braces(fmt: str, args: tuple, kwargs: dict, what: str) -> None:
-    """`fmt.format(...)` would not pad a field to a million characters and more."""
+    """`fmt.format(...)` would not pad a field to a million characters and more: literal
+    widths, and the arguments that nested fields (`{:>{w}}`, `{:{0}}`) take."""
     try:
         fields = list(string.Formatter().parse(fmt))
     except ValueError:
@@ -84,21 +116,56 @@ def _check_braces(fmt: str, args: tuple, kwargs: dict, what: str) -> None:
             continue
         if any(int(n) > MAX_VALUE_SIZE for n in re.findall(r"\d+", spec)):
             raise _huge_width(what)
-        if "{" in spec and (_huge_int(args) or _huge_int(tuple(kwargs.values()))):
-            raise _huge_width(what)  # '{:>{w}}': the width is an argument
+        for name in re.findall(r"\{([^{}]*)\}", spec):
+            key = re.split(r"[.\[]", name, maxsplit=1)[0]
+            if not key:  # '{}': automatic numbering; check every positional argument
+                if any(_holds_huge(a) for a in args):
+                    raise _huge_width(what)
+                continue
+            ref = args[int(key)] if key.isdigit() and int(key) < len(args) else kwargs.get(key)
+            if _holds_huge(ref):  # the width, or a container an index reaches into ({1[0]})
+                raise _huge_width(what)
 
 
 def _check_replace(text: str, args: tuple) -> None:
+    """`text.replace(old, new[, count])` stays within the limit."""
     if len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
         old, new = args[0], args[1]
         copies = len(text) + 1 if not old else text.count(old)
-        if len(text) + copies * len(new) > MAX_VALUE_SIZE:
+        if len(args) >= 3 and isinstance(args[2], int) and args[2] >= 0:
+            copies = min(copies, args[2])
+        if len(text) + copies * (len(new) - len(old)) > MAX_VALUE_SIZE:
             raise SecurityError(f"replace() would make over {MAX_VALUE_SIZE:,} characters")
 
 
+class _BoundedBuffer(list):
+    """What a block (`{% set x %}...{% endset %}`, a macro's body, `{% filter %}`) prints
+    into before it is joined: bounded like a rendered prompt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+    def _count(self, parts: Any) -> None:
+        self.size += sum(len(p) for p in parts if isinstance(p, str))
+        if self.size > MAX_VALUE_SIZE:
+            raise SecurityError(f"a block printed over {MAX_VALUE_SIZE:,} characters")
+
+    def append(self, part: Any) -> None:
+        self._count((part,))
+        super().append(part)
+
+    def extend(self, parts: Any) -> None:
+        parts = tuple(parts)
+        self._count(parts)
+        super().extend(parts)
+
+
 class _BoundedCodeGenerator(CodeGenerator):
-    """Compiles `~` (string concatenation) to the environment's bounded join: in a
-    loop over a namespace (`{% set ns.s = ns.s ~ ns.s %}`) it doubles a string per step."""
+    """Routes what Jinja's own code builds through the environment's checks: `~`
+    (string concatenation: a doubling loop over a namespace, `{% set ns.s = ns.s ~
+    ns.s %}`), list, dict and tuple literals (`[l, l, l]` nested grows a value as fast),
+    and block buffers. Our environments do not autoescape, so `~` needs no Markup."""
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.bounded_concat((")
@@ -107,10 +174,55 @@ class _BoundedCodeGenerator(CodeGenerator):
             self.write(", ")
         self.write("))")
 
+    def _checked(self, visit: Callable[[], None]) -> None:
+        self.write("environment.checked_literal(")
+        visit()
+        self.write(")")
 
-class BoundedSandbox(SandboxedEnvironment):
-    """Jinja's sandbox with the bounds of this module's docstring: `*`, `**`, `+`, `%`
-    and `~` (through the code generator) checked before they build a value, filters
+    def visit_List(self, node: nodes.List, frame: Frame) -> None:
+        self._checked(lambda: super(_BoundedCodeGenerator, self).visit_List(node, frame))
+
+    def visit_Dict(self, node: nodes.Dict, frame: Frame) -> None:
+        self._checked(lambda: super(_BoundedCodeGenerator, self).visit_Dict(node, frame))
+
+    def visit_Tuple(self, node: nodes.Tuple, frame: Frame) -> None:
+        if node.ctx != "load":  # an assignment target (`{% for a, b in ... %}`)
+            super().visit_Tuple(node, frame)
+        else:
+            self._checked(lambda: super(_BoundedCodeGenerator, self).visit_Tuple(node, frame))
+
+    def buffer(self, frame: Frame) -> None:
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = environment.bounded_buffer()")
+
+
+def _value_args(args: tuple) -> tuple:
+    """A filter's arguments from its value on (without the context Jinja passes first)."""
+    i = 0
+    while i < len(args) and isinstance(args[i], EvalContext | Context | Environment):
+        i += 1
+    return args[i:]
+
+
+def _check_repeats(what: str, fields: int, values: Any) -> None:
+    """A format string with `fields` substitutions of these values stays in the limit
+    (`('%s' * 20) % big`)."""
+    items = values if isinstance(values, tuple | list) else (values,)
+    largest = max((value_size(v) for v in items), default=0)
+    if fields * largest > MAX_VALUE_SIZE:
+        raise SecurityError(f"{what} would make over {MAX_VALUE_SIZE:,} characters")
+
+
+def _check_product(what: str, count: int, each: Any) -> None:
+    """`count` copies of something `each` characters long stay in the limit."""
+    if isinstance(each, int) and not isinstance(each, bool) and count * each > MAX_VALUE_SIZE:
+        raise SecurityError(f"{what} would make over {MAX_VALUE_SIZE:,} characters")
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox (no `append`, `extend` or `update` on lists and dicts)
+    with the bounds of this module's docstring: `*`, `**`, `+`, `%`, `~`, literals and
+    block buffers checked before they build a value (deep sizes: `value_size`), filters
     and calls (string methods included) checked on their width arguments and result."""
 
     code_generator_class = _BoundedCodeGenerator
@@ -125,14 +237,26 @@ class BoundedSandbox(SandboxedEnvironment):
         def bounded(*args: Any, **kwargs: Any) -> Any:
             if name in _WIDTH_FILTERS:
                 _check_widths(f"'{name}'", args, kwargs)
-            strings = [a for a in args if isinstance(a, str)]  # after any context argument
-            if name == "format" and strings:  # printf style: value % args
-                _check_percent(strings[0], args[args.index(strings[0]) + 1 :], "'format'")
-            if name == "replace" and len(strings) >= 3:
-                _check_replace(strings[0], tuple(strings[1:]))
+            value, *rest = _value_args(args) or (None,)
+            if isinstance(value, str):
+                if name == "format":  # printf style: value % args
+                    _check_percent(value, tuple(rest), "'format'")
+                    _check_repeats("'format'", value.count("%"), (*rest, *kwargs.values()))
+                if name == "replace":
+                    _check_replace(value, tuple(rest))
+                if name == "indent":  # every line gets the width (a number, or a string)
+                    width = rest[0] if rest else kwargs.get("width", 4)
+                    each = len(width) if isinstance(width, str) else width
+                    _check_product("'indent'", value.count("\n") + 1, each)
             return _check_size(function(*args, **kwargs), f"'{name}'")
 
         return bounded
+
+    def bounded_buffer(self) -> list:
+        return _BoundedBuffer()
+
+    def checked_literal(self, value: Any) -> Any:
+        return _check_size(value, "a literal")
 
     def bounded_concat(self, values: tuple[Any, ...]) -> str:
         parts = [str(v) for v in values]
@@ -154,18 +278,26 @@ class BoundedSandbox(SandboxedEnvironment):
             mapping = args[0] if value.__name__ == "format_map" and args else {}
             values = tuple(mapping.values()) if isinstance(mapping, dict) else ()
             _check_braces(fmt, args + values, kwargs, f"{value.__name__}()")
+            _check_repeats(
+                f"{value.__name__}()", fmt.count("{"), (*args, *values, *kwargs.values())
+            )
             return _check_size(wrapped(*args, **kwargs), f"{value.__name__}()")
 
         return checked
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        name = getattr(__obj, "__name__", "a call")
+        name = getattr(__obj, "__name__", None) or type(__obj).__name__
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str):  # a string method
             if name in _WIDTH_METHODS:
                 _check_widths(f"{name}()", args, kwargs)
+            if name == "expandtabs":
+                _check_product("expandtabs()", owner.count("\t"), (args or [8])[0])
             if name == "replace":
                 _check_replace(owner, args)
+            if name == "join" and args and isinstance(args[0], list | tuple):
+                _check_product("join()", len(args[0]), len(owner))
+                _check_product("join()", 1, value_size(args[0]))
         return _check_size(super().call(__context, __obj, *args, **kwargs), f"{name}()")
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
@@ -175,22 +307,25 @@ class BoundedSandbox(SandboxedEnvironment):
                 raise SecurityError("'*' result too large")
             for seq, count in ((left, right), (right, left)):
                 sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
-                if sized and len(seq) * count > MAX_VALUE_SIZE:
+                if sized and value_size(seq) * count > MAX_VALUE_SIZE:
                     raise SecurityError(
-                        f"'*' would make {len(seq) * count:,} characters or items; "
+                        f"'*' would make {value_size(seq) * count:,} characters or items; "
                         f"the limit is {MAX_VALUE_SIZE:,}"
                     )
             return operator.mul(left, right)
         if operator_name == "+":
             sized = isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
-            if sized and len(left) + len(right) > MAX_VALUE_SIZE:
+            if sized and value_size(left) + value_size(right) > MAX_VALUE_SIZE:
                 raise SecurityError(
-                    f"'+' would make {len(left) + len(right):,} characters or items; "
-                    f"the limit is {MAX_VALUE_SIZE:,}"
+                    f"'+' would make {value_size(left) + value_size(right):,} characters or "
+                    f"items; the limit is {MAX_VALUE_SIZE:,}"
                 )
             return operator.add(left, right)
         if operator_name == "%":
             _check_percent(left, right, "'%'")
+            if isinstance(left, str):
+                values = tuple(right.values()) if isinstance(right, dict) else right
+                _check_repeats("'%'", left.count("%"), values)
             return _check_size(operator.mod(left, right), "'%'")
         integers = isinstance(left, int) and isinstance(right, int) and right > 0
         if integers and max(left.bit_length(), 1) * right > MAX_VALUE_SIZE:

@@ -344,7 +344,7 @@ def parse_spec_text(raw: bytes | str, filename: str, *, is_json: bool = False) -
         try:
             json_data = strict_json.loads(text)
         except strict_json.JSONProblem as exc:
-            span = doc._span(*doc._offset_to_line_col(exc.offset))
+            span = doc._span(*doc._offset_to_line_col(exc.offset or 0))
             raise SpecError(
                 [doc.diagnostic("error", f"invalid JSON: {exc.message}", span)]
             ) from None

@@ -7,6 +7,8 @@ JSON Schema (`hive schema`), so editors show them as help.
 
 from __future__ import annotations
 
+import re
+import warnings
 from typing import Annotated, Any, Literal
 
 import regex
@@ -39,13 +41,33 @@ TypeName = Annotated[
 ]
 
 
+# Where `regex` (which runs extractions, for its timeout) reads a pattern unlike Python's
+# `re`, the dialect specs are written in: fuzzy-matching braces (`x{e}`, `(?:ab){d<=1}`),
+# which `re` takes as literal text, and POSIX classes (`[[:digit:]]`), a set for `re`.
+_FUZZY = r"(?:\d+\s*<=?\s*)?[edis](?:\s*<=?\s*\d+)?"
+_REGEX_ONLY = regex.compile(rf"(?<!\\)\{{\s*{_FUZZY}(?:\s*,\s*{_FUZZY})*\s*\}}|\[\[:\^?[a-z]+:\]")
+
+
 def _check_regex(value: str) -> str:
+    """A Python `re` pattern that the `regex` module reads the same way."""
     if not value:
         raise ValueError("the regular expression is empty")
     try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "possible nested set": checked below
+            re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    try:
         regex.compile(value)
     except regex.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
+        raise ValueError(f"regular expression not supported: {exc}") from None
+    found = _REGEX_ONLY.search(value)
+    if found:
+        raise ValueError(
+            f"'{found.group()}' is text to Python's re but fuzzy matching or a POSIX class "
+            "to the regex engine extractions run on: escape its '{' or '['"
+        )
     return value
 
 
@@ -130,7 +152,8 @@ class RegexExtract(_Model):
     """Extract a field with a regular expression over the completion text."""
 
     regex: Annotated[Regex, Field(min_length=1)]
-    """A Python regular expression; the field is its first group (or the whole match)."""
+    """A Python (`re`) regular expression; the field is its first group (or the whole match).
+    A match that runs over a second on a reply stops, and the field is null."""
     type: TypeName = "string"
     """The field's type; the matched text is converted to it."""
     group: Annotated[int, Field(ge=0)] | None = None

@@ -19,13 +19,19 @@ class JSONProblem(ValueError):
     Infinity), "too large" (an integer), "too deep"; and where (`offset` into the
     text, 1-based `line` and `col`)."""
 
-    def __init__(self, kind: str, message: str, text: str, offset: int = 0) -> None:
+    def __init__(self, kind: str, message: str, text: str, offset: int | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
-        self.offset = offset
-        self.line = text.count("\n", 0, offset) + 1
-        self.col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        self.offset = offset  # None: Python's parser does not say where (too large, too deep)
+        at = offset or 0
+        self.line = text.count("\n", 0, at) + 1
+        self.col = at - (text.rfind("\n", 0, at) + 1) + 1
+
+    @property
+    def where(self) -> str:
+        """' at line L, column C' where the position is known, else ''."""
+        return f" at line {self.line}, column {self.col}" if self.offset is not None else ""
 
 
 class _NonFiniteNumber(Exception):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -21,6 +21,29 @@ MAX_INT_BITS = 1023
 # Characters or items of one string or list a flow or a prompt template may build: a
 # value doubled in a loop would otherwise take all memory.
 MAX_VALUE_SIZE = 1_000_000
+
+
+def value_size(value: Any, memo: dict[int, int] | None = None) -> int:
+    """Characters and items a value holds, repeats counted (what printing it costs:
+    `[s] * 1000` holds s a thousand times, a record of the same record twice, doubled
+    in a loop, 2**n copies). Each distinct container is walked once (`memo`), and a
+    container stops counting once past MAX_VALUE_SIZE."""
+    if isinstance(value, str):
+        return len(value)
+    if not isinstance(value, dict | list | tuple | set | frozenset):
+        return 0
+    memo = {} if memo is None else memo
+    known = memo.get(id(value))
+    if known is not None:
+        return known
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+    size = len(value)
+    for item in items:
+        size += value_size(item, memo)
+        if size > MAX_VALUE_SIZE:
+            break  # over the limit already: the rest does not change the answer
+    memo[id(value)] = size
+    return size
 
 
 @dataclass(frozen=True)

@@ -232,7 +232,7 @@ def diagnostics_from_validation(exc: ValidationError, doc: SourceDoc) -> list[Di
                         "error",
                         f"'{name}' cannot be combined with the other keys of {where}"
                         + (": an extraction is a regex or a JSON path, not both"
-                           if len(path) == 5 and path[2] == "extract" else ""),
+                           if {"regex", "json"} <= set(_lookup(doc.data, path[:-1])) else ""),
                         doc.span(path, key=True),
                     )
                 )  # fmt: skip

@@ -73,17 +73,25 @@ def read_inputs_file(path: Path) -> list[dict[str, Any]]:
     try:
         return [_json_object(text, str(path))]
     except InputError as exc:
-        if "Extra data" in str(exc) and len([ln for ln in text.splitlines() if ln.strip()]) > 1:
-            # One JSON object per line is JSON lines, which is read from a .jsonl file only.
+        first = text.lstrip().split("\n", 1)[0]
+        if _is_json_object(first) and first.strip() != text.strip():
+            # One JSON object per line is JSON lines, read from a .jsonl file only.
             raise InputError(f"{exc}; for one run per line, name the file .jsonl") from None
         raise
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(strict_json.loads(text), dict)
+    except strict_json.JSONProblem:
+        return False
 
 
 def _json_object(text: str, where: str) -> dict[str, Any]:
     try:
         value = strict_json.loads(text)
     except strict_json.JSONProblem as exc:
-        raise InputError(f"{where}: not JSON: {exc.message} (column {exc.col})") from None
+        raise InputError(f"{where}: not JSON: {exc.message}{exc.where}") from None
     if not isinstance(value, dict):
         raise InputError(f"{where}: inputs must be a JSON object of name: value")
     return value

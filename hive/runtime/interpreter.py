@@ -22,6 +22,7 @@ from typing import Any
 
 from hive.compiler.ir import CALL_OPS, Graph, Node, Region
 from hive.compiler.plan import Plan
+from hive.compiler.types import value_size
 from hive.runtime.calls import AgentCaller, Path, gather_all, path_text
 from hive.runtime.errors import RunError
 from hive.runtime.tts.best import best
@@ -29,7 +30,16 @@ from hive.runtime.tts.refine import refine
 from hive.runtime.tts.resample import resample
 from hive.runtime.tts.search import search
 from hive.runtime.tts.vote import vote, vote_early
-from hive.runtime.values import Record, RecordList, binop, builtin, describe, truthy, unop
+from hive.runtime.values import (
+    Record,
+    RecordList,
+    binop,
+    builtin,
+    check_size,
+    describe,
+    truthy,
+    unop,
+)
 
 Scope = ChainMap
 
@@ -102,9 +112,13 @@ class Interpreter:
         if op == "unop":
             return unop(node.attrs["op"], args[0])
         if op == "list":
-            return RecordList(args)
+            value = RecordList(args)
+            check_size(value_size(value), "a list")
+            return value
         if op == "record":
-            return Record(zip(node.attrs["keys"], args, strict=True))
+            value = Record(zip(node.attrs["keys"], args, strict=True))
+            check_size(value_size(value), "a record")
+            return value
         if op == "builtin":
             return builtin(node.attrs["name"], args, node.attrs)
         if op == "return":

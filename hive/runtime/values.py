@@ -12,7 +12,7 @@ import asyncio
 import math
 from typing import Any
 
-from hive.compiler.types import MAX_INT_BITS, MAX_VALUE_SIZE
+from hive.compiler.types import MAX_INT_BITS, MAX_VALUE_SIZE, value_size
 from hive.runtime.errors import RunError
 
 _UNJOINED = "a spawned call's handle is not a value: join it first"
@@ -81,8 +81,9 @@ def describe(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _check_size(size: int, what: str) -> None:
-    # A string or list doubled in a loop (`repeat 64: s = s + s`) would take all memory.
+def check_size(size: int, what: str) -> None:
+    """A value doubled in a loop (`repeat 64: s = s + s`, `r = {a: r, b: r}`) would
+    take all memory: past MAX_VALUE_SIZE it is an error."""
     if size > MAX_VALUE_SIZE:
         raise RunError(
             f"{what} would make {size:,} characters or items; the limit is {MAX_VALUE_SIZE:,}"
@@ -127,10 +128,10 @@ def _binop(op: str, left: Any, right: Any) -> Any:
         raise RunError(f"'in' needs a string, list or record on the right, got {describe(right)}")
     if op == "+":
         if isinstance(left, str) and isinstance(right, str):
-            _check_size(len(left) + len(right), "'+'")
+            check_size(len(left) + len(right), "'+'")
             return left + right
         if isinstance(left, list) and isinstance(right, list):
-            _check_size(len(left) + len(right), "'+'")
+            check_size(value_size(left) + value_size(right), "'+'")
             return RecordList([*left, *right])
         return _number(left, op) + _number(right, op)
     if op in ("<", "<=", ">", ">="):
@@ -183,7 +184,6 @@ def builtin(name: str, args: list[Any], attrs: dict[str, Any]) -> Any:
         if not isinstance(value, list):
             raise RunError(f"concat() needs a list, got {describe(value)}")
         sep = str(attrs.get("sep", "\n"))
-        parts = [to_text(v) for v in value]
-        _check_size(sum(map(len, parts)) + len(sep) * max(len(parts) - 1, 0), "concat()")
-        return sep.join(parts)
+        check_size(value_size(value) + len(sep) * max(len(value) - 1, 0), "concat()")
+        return sep.join(to_text(v) for v in value)
     raise RunError(f"unknown built-in {name}()")

@@ -96,8 +96,10 @@ CASES = [
     ("input-type-strng", GOOD.replace("question: string", "question: strng"), 4, 13, "'strng' is not a type", "did you mean 'string'?"),
     ("input-type-in-mapping", GOOD.replace("question: string", "question: {type: 'lst[string]'}"), 4, 20, "'lst[string]' is not a type", "did you mean 'list[string]'?"),
     ("input-wrong-type", GOOD.replace("question: string", "question: 5"), 4, 13, "inputs.question must be a string or a mapping, not an integer", None),
-    ("bad-regex-shorthand", GOOD.replace("'A: (\\d+)'", "'A: (\\d+'"), 8, 23, "agents.solver.extract.answer: invalid regular expression: missing ) at position 7", None),
+    ("bad-regex-shorthand", GOOD.replace("'A: (\\d+)'", "'A: (\\d+'"), 8, 23, "agents.solver.extract.answer: invalid regular expression: missing ), unterminated subpattern", None),
     ("bad-regex-object", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regex: '(', type: number}}"), 8, 31, "agents.solver.extract.answer.regex: invalid regular expression", None),
+    ("regex-fuzzy-brace", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: 'A{e}: (\\d+)'}"), 8, 23, "'{e}' is text to Python's re but fuzzy matching or a POSIX class to the regex engine extractions run on", None),
+    ("regex-posix-class", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: 'A: ([[:digit:]]+)'}"), 8, 23, "'[[:digit:]' is text to Python's re", None),
     ("regex-and-json", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regex: 'A: (\\d+)', json: answer}}"), 8, 43, "'json' cannot be combined with the other keys of agents.solver.extract.answer: an extraction is a regex or a JSON path, not both", None),
     ("extract-regx", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regx: 'a'}}"), 8, 24, "unknown key 'regx' in agents.solver.extract.answer", "did you mean 'regex'?"),
     ("empty-regex", GOOD.replace("'A: (\\d+)'", "''"), 8, 23, "agents.solver.extract.answer: the regular expression is empty", None),
@@ -463,8 +465,24 @@ def test_templates_render_in_the_sandbox():
         ("{{ (q * 900000).replace('', 'yy') }}", "replace\\(\\) would make over 1,000,000"),
         ("{{ (q * 900000) | replace('', 'yy') }}", "replace\\(\\) would make"),
         # A filter's or a call's result, and the rendered prompt, are checked too.
-        ("{{ (q * 900000) | list | join('yy') }}", "'join' made 2,699,998 characters"),
+        ("{{ (q * 400000) | list | join('yy') }}", "'join' made over 1,000,000 characters"),
         ("{% for i in range(100000) %}{{ q * 1000 }}{% endfor %}", "rendered prompt passed"),
+        # Found by review: lists mutated in place, blocks printed into a buffer, repeats
+        # of one big value, and products of two values each within the limit.
+        ("{% set l = ['x'] %}{% for i in range(21) %}{{ l.extend(l) }}{% endfor %}", "unsafe"),
+        ("{% set x %}{% for i in range(20) %}{{ q * 999999 }}{% endfor %}{% endset %}{{ x }}",
+         "a block printed over 1,000,000"),
+        ("{% macro m() %}{% for i in range(20) %}{{ q * 999999 }}{% endfor %}{% endmacro %}"
+         "{{ m() }}", "a block printed"),
+        ("{{ ([q * 999999] * 100000) | length }}", "'\\*' would make 100,000,000,000"),
+        ("{% set a = [q * 500000] %}{% set b = [a, a, a] %}{{ b | length }}", "a literal made"),
+        ("{{ ('\\t' * 1000).expandtabs(20000) }}", "expandtabs\\(\\) would make"),
+        ("{{ ('a\\n' * 1000) | indent(20000) }}", "'indent' would make"),
+        ("{{ ('a\\n' * 1000) | indent(q * 20000) }}", "'indent' would make"),
+        ("{{ ('{0}' * 20).format(q * 999999) }}", "format\\(\\) would make"),
+        ("{{ ('%s' * 20) % (q * 999999,) }}", "'%' would make"),
+        ("{{ '{0:{1[0]}}'.format(1, [999999999]) }}", "format\\(\\): a format width"),
+        ("{% for b in [1] | batch(20000000, 'x') %}{{ b }}{% endfor %}", "'batch': width"),
     ],
 )  # fmt: skip
 def test_templates_cannot_build_huge_values(source, message):
@@ -488,6 +506,15 @@ def test_bounded_templates_still_format_and_concatenate():
     )  # fmt: skip
     out = render_bounded(templates.environment().from_string(source), {"q": "ab"})
     assert out == "ab! abx [1, 2] Call 5551234567: ab     3|2.50    7|8 n=  1 ab-ab   ab  a;b"
+    # Big numbers that are not widths, replace() that does not grow, tuple targets, blocks.
+    source = (
+        "{{ '{:>{w}} id={i}'.format('x', w=3, i=1700000000) }} {{ '%*d ts=%d' % (3, 1, 1700000000) }} "
+        "{{ (q * 300000).replace('a', 'b') | length }} {{ (q * 300000).replace('a', 'bb', 1) | length }} "
+        "{% for a, b in [(1, 2), (3, 4)] %}{{ a }}{{ b }}{% endfor %} {{ {'k': [1, 2]} }} "
+        "{% macro m(a) %}[{{ a }}]{% endmacro %}{{ m(1) }}{% set x %}hi{% endset %}{{ x }}"
+    )  # fmt: skip
+    out = render_bounded(templates.environment().from_string(source), {"q": "ab"})
+    assert out == "  x id=1700000000   1 ts=1700000000 600000 600001 1234 {'k': [1, 2]} [1]hi"
 
 
 # -- limits ----------------------------------------------------------------------

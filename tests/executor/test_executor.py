@@ -213,10 +213,17 @@ def test_a_string_or_list_doubled_in_a_loop_is_bounded(tmp_path):
             hive.run(spec, {"q": "x"}, engine=FakeEngine(echo))
     spec = write_spec(
         tmp_path, "  a:\n    prompt: '{{ q }}'\n",
-        "  s = [q, q]\n  repeat 18:\n    s = s + s\n  return {t: concat(s, sep=', ')}\n",
+        "  s = [q, q]\n  repeat 17:\n    s = s + s\n  return {t: concat(s, sep=', ')}\n",
     )  # fmt: skip
     with pytest.raises(RunError, match="concat\\(\\) would make"):
         hive.run(spec, {"q": "xy"}, engine=FakeEngine(echo))
+    # A record of itself twice prints 2**n copies: its size counts them (found by review).
+    spec = write_spec(
+        tmp_path, "  a:\n    prompt: '{{ q }}'\n",
+        "  r = {a: q, b: q}\n  repeat 40:\n    r = {a: r, b: r}\n  return {t: str(r)}\n",
+    )  # fmt: skip
+    with pytest.raises(RunError, match=r"a record would make [\d,]+ characters or items"):
+        hive.run(spec, {"q": "x"}, engine=FakeEngine(echo))
 
 
 def test_using_a_missing_field_as_a_number_fails_with_its_position(tmp_path):

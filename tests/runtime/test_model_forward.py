@@ -173,3 +173,20 @@ def test_bfloat16_logits_match_transformers_in_bfloat16():
     err = (ours - ref).abs().max().item()
     assert err <= 3e-2 * ref.abs().max().item(), err
     assert ours.argmax().item() == ref.argmax().item()
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-3, 1.0, 1e3, 1e17])
+def test_rms_norm_matches_torch_in_float32(scale):
+    """The float32 CPU formulation (one vector_norm) against F.rms_norm, over magnitudes,
+    a zero row and a non-contiguous input."""
+    from hive.runtime.engine.model import rms_norm
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 576, generator=gen) * scale
+    x[2] = 0.0
+    weight = torch.randn(576, generator=gen)
+    want = torch.nn.functional.rms_norm(x, weight.shape, weight, 1e-5)
+    torch.testing.assert_close(rms_norm(x, weight, 1e-5), want, rtol=1e-5, atol=0)
+    wide = torch.randn(5, 1152, generator=gen)[:, ::2] * scale  # a strided view
+    want = torch.nn.functional.rms_norm(wide, weight.shape, weight, 1e-5)
+    torch.testing.assert_close(rms_norm(wide, weight, 1e-5), want, rtol=1e-5, atol=0)
