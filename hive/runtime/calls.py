@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
 
 from hive.compiler.sandbox import BoundedSandbox, render_bounded
-from hive.compiler.spec import Agent, Spec
+from hive.compiler.spec import Agent, RegexExtract, Spec
 from hive.errors import HiveError
 from hive.runtime.engine.agent_stats import AgentPrior
 from hive.runtime.engine.request import Completion
@@ -176,7 +176,13 @@ class AgentCaller:
             raise RunError(f"agent '{call.agent}' ({_args_preview(call.args)}): {exc}") from None
         finally:
             self.trace.end_call(record)
-        fields, problems = extract_fields(self.spec.agents[call.agent], completion.text)
+        agent = self.spec.agents[call.agent]
+        if any(isinstance(e, RegexExtract) for e in agent.extractors().values()):
+            # Off the event loop: a regex may run up to its timeout, and the engine and
+            # every other call go on meanwhile (the match releases the GIL).
+            fields, problems = await asyncio.to_thread(extract_fields, agent, completion.text)
+        else:
+            fields, problems = extract_fields(agent, completion.text)
         record.text, record.fields, record.problems = completion.text, fields, problems
         record.finish_reason = completion.finish_reason
         record.prompt_tokens = len(completion.prompt_token_ids)

@@ -48,7 +48,7 @@ _NOT_PARSED = object()
 
 def _from_regex(extractor: RegexExtract, text: str) -> tuple[Any, str | None]:
     try:
-        match = regex.search(extractor.regex, text, timeout=REGEX_TIMEOUT_S)
+        match = regex.search(extractor.regex, text, timeout=REGEX_TIMEOUT_S, concurrent=True)
     except TimeoutError:
         return None, (
             f"regex '{extractor.regex}' ran over {REGEX_TIMEOUT_S:g} s on this reply "
