@@ -91,6 +91,7 @@ def _check_percent(fmt: Any, values: Any, what: str) -> None:
         return
     args = values if isinstance(values, tuple) else (values,)
     index = 0  # the next positional argument
+    total = 0  # the fields' widths together ('%0999999d' * 5 pads five times)
     for match in _PERCENT_FIELD.finditer(fmt):
         if match.group().endswith("%") and len(match.group()) == 2:
             continue  # '%%'
@@ -98,10 +99,14 @@ def _check_percent(fmt: Any, values: Any, what: str) -> None:
             if group == "*":
                 if index < len(args) and _is_huge(args[index]):
                     raise _huge_width(what)
+                if index < len(args) and isinstance(args[index], int):
+                    total += args[index]
                 index += 1
-            elif group and int(group) > MAX_VALUE_SIZE:
-                raise _huge_width(what)
+            elif group:
+                total += int(group)
         index += 1  # the value itself
+        if total > MAX_VALUE_SIZE:
+            raise _huge_width(what)
 
 
 def _check_braces(fmt: str, args: tuple, kwargs: dict, what: str) -> None:
@@ -111,10 +116,12 @@ def _check_braces(fmt: str, args: tuple, kwargs: dict, what: str) -> None:
         fields = list(string.Formatter().parse(fmt))
     except ValueError:
         return  # malformed: format() itself says why
+    total = 0  # the fields' widths together
     for _, _, spec, _ in fields:
         if not spec:
             continue
-        if any(int(n) > MAX_VALUE_SIZE for n in re.findall(r"\d+", spec)):
+        total += sum(int(n) for n in re.findall(r"\d+", spec))
+        if total > MAX_VALUE_SIZE:
             raise _huge_width(what)
         for name in re.findall(r"\{([^{}]*)\}", spec):
             key = re.split(r"[.\[]", name, maxsplit=1)[0]
@@ -229,15 +236,40 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
+        inner = options.pop("finalize", None)
+
+        def finalize(value: Any) -> Any:  # every `{{ value }}`, sized before str() prints it
+            _check_size(value, "a printed value")
+            return inner(value) if inner is not None else value
+
+        super().__init__(finalize=finalize, **options)
         self.filters = {name: self._bounded_filter(name, f) for name, f in self.filters.items()}
+        self.globals.pop("lipsum", None)  # lorem ipsum of any length: not for prompts
 
     def _bounded_filter(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)  # keeps Jinja's pass_context / pass_environment marks
         def bounded(*args: Any, **kwargs: Any) -> Any:
-            if name in _WIDTH_FILTERS:
-                _check_widths(f"'{name}'", args, kwargs)
             value, *rest = _value_args(args) or (None,)
+            if name in _WIDTH_FILTERS:  # the arguments after the value, not the value
+                _check_widths(
+                    f"'{name}'",
+                    tuple(rest[:1]),
+                    {k: v for k, v in kwargs.items() if k in ("width", "linecount", "slices")},
+                )
+            if name == "join":  # the separator between every two items
+                sep = rest[0] if rest else kwargs.get("d", "")
+                if isinstance(value, list | tuple) and isinstance(sep, str):
+                    _check_product("'join'", len(value), len(sep))
+                    _check_product("'join'", 1, value_size(value))
+            if name == "tojson":
+                indent = rest[0] if rest else kwargs.get("indent")
+                if isinstance(indent, int):
+                    _check_product("'tojson'", value_size(value), indent)
+            if name == "wordwrap" and isinstance(value, str):
+                width = rest[0] if rest else kwargs.get("width", 79)
+                wrap = rest[2] if len(rest) > 2 else kwargs.get("wrapstring")
+                if isinstance(width, int) and width > 0 and isinstance(wrap, str):
+                    _check_product("'wordwrap'", len(value) // width + 1, len(wrap))
             if isinstance(value, str):
                 if name == "format":  # printf style: value % args
                     _check_percent(value, tuple(rest), "'format'")
@@ -259,13 +291,18 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return _check_size(value, "a literal")
 
     def bounded_concat(self, values: tuple[Any, ...]) -> str:
-        parts = [str(v) for v in values]
-        total = sum(map(len, parts))
+        total = sum(value_size(v) for v in values)  # before str() builds the parts
         if total > MAX_VALUE_SIZE:
             raise SecurityError(
                 f"'~' would make {total:,} characters; the limit is {MAX_VALUE_SIZE:,}"
             )
-        return "".join(parts)
+        return "".join(str(v) for v in values)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # bytes are not prompt text, and no check here sizes them
+        if attr == "encode" and isinstance(obj, str):
+            return False
+        return super().is_safe_attribute(obj, attr, value)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         """`'{:>9}'.format` as the template reads it: the sandbox's, with widths checked."""
@@ -295,6 +332,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 _check_product("expandtabs()", owner.count("\t"), (args or [8])[0])
             if name == "replace":
                 _check_replace(owner, args)
+            if name == "translate" and args and isinstance(args[0], dict):
+                longest = max((value_size(v) for v in args[0].values()), default=0)
+                _check_product("translate()", len(owner), longest)
             if name == "join" and args and isinstance(args[0], list | tuple):
                 _check_product("join()", len(args[0]), len(owner))
                 _check_product("join()", 1, value_size(args[0]))
@@ -329,7 +369,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             return _check_size(operator.mod(left, right), "'%'")
         integers = isinstance(left, int) and isinstance(right, int) and right > 0
         if integers and max(left.bit_length(), 1) * right > MAX_VALUE_SIZE:
-            raise SecurityError(f"'**' result too large: {left} ** {right}")
+            raise SecurityError(
+                f"'**' result too large: a {left.bit_length()}-bit number to the power {right:,}"
+                if right.bit_length() < 64
+                else "'**' result too large"
+            )
         return operator.pow(left, right)
 
 

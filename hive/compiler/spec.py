@@ -42,32 +42,36 @@ TypeName = Annotated[
 
 
 # Where `regex` (which runs extractions, for its timeout) reads a pattern unlike Python's
-# `re`, the dialect specs are written in: fuzzy-matching braces (`x{e}`, `(?:ab){d<=1}`),
-# which `re` takes as literal text, and POSIX classes (`[[:digit:]]`), a set for `re`.
-_FUZZY = r"(?:\d+\s*<=?\s*)?[edis](?:\s*<=?\s*\d+)?"
-_REGEX_ONLY = regex.compile(rf"(?<!\\)\{{\s*{_FUZZY}(?:\s*,\s*{_FUZZY})*\s*\}}|\[\[:\^?[a-z]+:\]")
+# `re`: fuzzy-matching braces (`x{e}`, `(?:ab){d<=1}`, `{2i+2d+1s<=4}`), which `re` takes
+# as literal text, and POSIX classes (`[[:digit:]]`), a set for `re`. A brace is escaped
+# by an odd run of backslashes before it.
+_REGEX_ONLY = regex.compile(
+    r"(?<![\\])(?:\\\\)*\{[\d\s<=+,:]*[edis][\d\s<=+,:edis]*(?::\[[^\]]*\])?\}"
+    r"|\[[^\]\\]*\[:\^?[A-Za-z]+:\]"
+)
 
 
 def _check_regex(value: str) -> str:
-    """A Python `re` pattern that the `regex` module reads the same way."""
+    """A Python `re` pattern, or one using the `regex` module's extensions (`\\p{L}`),
+    that the `regex` module (which runs it) reads as written."""
     if not value:
         raise ValueError("the regular expression is empty")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "possible nested set": checked below
-            re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
-    try:
-        regex.compile(value)
-    except regex.error as exc:
-        raise ValueError(f"regular expression not supported: {exc}") from None
     found = _REGEX_ONLY.search(value)
     if found:
         raise ValueError(
-            f"'{found.group()}' is text to Python's re but fuzzy matching or a POSIX class "
-            "to the regex engine extractions run on: escape its '{' or '['"
+            f"'{found.group().lstrip(chr(92))}' is fuzzy matching or a POSIX class to the "
+            "regex engine extractions run on (text to Python's re): escape its '{' or '['"
         )
+    try:
+        regex.compile(value)
+    except regex.error as exc:
+        try:  # Python's re says where a common mistake is more precisely
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                re.compile(value)
+        except re.error as re_exc:
+            raise ValueError(f"invalid regular expression: {re_exc}") from None
+        raise ValueError(f"invalid regular expression: {exc}") from None
     return value
 
 
@@ -152,7 +156,8 @@ class RegexExtract(_Model):
     """Extract a field with a regular expression over the completion text."""
 
     regex: Annotated[Regex, Field(min_length=1)]
-    """A Python (`re`) regular expression; the field is its first group (or the whole match).
+    """A Python regular expression (the `regex` module's extensions, such as `\\p{L}`, too);
+    the field is its first group (or the whole match).
     A match that runs over a second on a reply stops, and the field is null."""
     type: TypeName = "string"
     """The field's type; the matched text is converted to it."""

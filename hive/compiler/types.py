@@ -23,27 +23,75 @@ MAX_INT_BITS = 1023
 MAX_VALUE_SIZE = 1_000_000
 
 
-def value_size(value: Any, memo: dict[int, int] | None = None) -> int:
+_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+
+
+def _printed(value: Any) -> int | None:
+    """Characters a non-container prints to (None for a container)."""
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        return int(value.bit_length() * 0.30103) + 2  # its decimal digits and a sign
+    if isinstance(value, float):
+        return 24
+    if isinstance(value, range):
+        return len(value) * (int(max(abs(value.start), abs(value.stop)).bit_length() * 0.30103) + 3)
+    if isinstance(value, (dict, list, tuple, set, frozenset, *_VIEWS)):
+        return None
+    if isinstance(getattr(value, "_Namespace__attrs", None), dict):  # jinja2's namespace()
+        return None
+    return 0
+
+
+def _children(value: Any) -> tuple[int, list[Any]]:
+    """A container's own items and what they hold."""
+    if isinstance(value, dict):
+        return len(value), [*value.keys(), *value.values()]
+    if isinstance(value, type({}.items())):
+        return len(value), [part for pair in value for part in pair]
+    attrs = getattr(value, "_Namespace__attrs", None)
+    if isinstance(attrs, dict):
+        return len(attrs), [*attrs.values()]
+    return len(value), list(value)
+
+
+def value_size(value: Any) -> int:
     """Characters and items a value holds, repeats counted (what printing it costs:
     `[s] * 1000` holds s a thousand times, a record of the same record twice, doubled
-    in a loop, 2**n copies). Each distinct container is walked once (`memo`), and a
-    container stops counting once past MAX_VALUE_SIZE."""
-    if isinstance(value, str):
-        return len(value)
-    if not isinstance(value, dict | list | tuple | set | frozenset):
-        return 0
-    memo = {} if memo is None else memo
-    known = memo.get(id(value))
-    if known is not None:
-        return known
-    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-    size = len(value)
-    for item in items:
-        size += value_size(item, memo)
-        if size > MAX_VALUE_SIZE:
-            break  # over the limit already: the rest does not change the answer
-    memo[id(value)] = size
-    return size
+    in a loop, 2**n copies; numbers by their digits). Each distinct container is walked
+    once, without recursion (any depth), and counting stops once past MAX_VALUE_SIZE."""
+    own = _printed(value)
+    if own is not None:
+        return own
+    memo: dict[int, int] = {}
+    keep: list[Any] = []  # the containers walked stay alive, so their ids stay theirs
+    count, children = _children(value)
+    stack = [[value, children, 0, count]]  # container, its children, next child, size
+    while True:
+        frame = stack[-1]
+        container, children, index, size = frame
+        while index < len(children) and size <= MAX_VALUE_SIZE:
+            child = children[index]
+            index += 1
+            printed = _printed(child)
+            if printed is None:
+                known = memo.get(id(child))
+                if known is None:
+                    frame[2], frame[3] = index, size
+                    keep.append(child)
+                    child_count, grandchildren = _children(child)
+                    stack.append([child, grandchildren, 0, child_count])
+                    break
+                printed = known
+            size += printed
+        else:
+            memo[id(container)] = size
+            stack.pop()
+            if not stack:
+                return size
+            stack[-1][3] += size
 
 
 @dataclass(frozen=True)

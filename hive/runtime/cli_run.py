@@ -66,7 +66,7 @@ def read_inputs_file(path: Path) -> list[dict[str, Any]]:
         rows = []
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
-                rows.append(_json_object(line, f"{path}:{number}"))
+                rows.append(_json_object(line, f"{path}:{number}", one_line=True))
         if not rows:
             raise InputError(f"{path}: no inputs (the file has no JSON lines)")
         return rows
@@ -87,11 +87,14 @@ def _is_json_object(text: str) -> bool:
         return False
 
 
-def _json_object(text: str, where: str) -> dict[str, Any]:
+def _json_object(text: str, where: str, one_line: bool = False) -> dict[str, Any]:
+    """`text` as a JSON object; `one_line`: a line of a JSON lines file (`where` names
+    the line, the error only its column)."""
     try:
         value = strict_json.loads(text)
     except strict_json.JSONProblem as exc:
-        raise InputError(f"{where}: not JSON: {exc.message}{exc.where}") from None
+        at = exc.where if not one_line or exc.offset is None else f" at column {exc.col}"
+        raise InputError(f"{where}: not JSON: {exc.message}{at}") from None
     if not isinstance(value, dict):
         raise InputError(f"{where}: inputs must be a JSON object of name: value")
     return value

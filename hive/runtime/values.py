@@ -167,6 +167,8 @@ def builtin(name: str, args: list[Any], attrs: dict[str, Any]) -> Any:
         if not isinstance(value, str | list | dict):
             raise RunError(f"len() needs a string or list, got {describe(value)}")
         return len(value)
+    if name in ("str", "lower", "strip"):
+        check_size(value_size(value), f"{name}()")  # before to_text prints it
     if name == "str":
         return to_text(value)
     if name in ("lower", "strip"):

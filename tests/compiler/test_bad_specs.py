@@ -98,8 +98,9 @@ CASES = [
     ("input-wrong-type", GOOD.replace("question: string", "question: 5"), 4, 13, "inputs.question must be a string or a mapping, not an integer", None),
     ("bad-regex-shorthand", GOOD.replace("'A: (\\d+)'", "'A: (\\d+'"), 8, 23, "agents.solver.extract.answer: invalid regular expression: missing ), unterminated subpattern", None),
     ("bad-regex-object", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regex: '(', type: number}}"), 8, 31, "agents.solver.extract.answer.regex: invalid regular expression", None),
-    ("regex-fuzzy-brace", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: 'A{e}: (\\d+)'}"), 8, 23, "'{e}' is text to Python's re but fuzzy matching or a POSIX class to the regex engine extractions run on", None),
-    ("regex-posix-class", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: 'A: ([[:digit:]]+)'}"), 8, 23, "'[[:digit:]' is text to Python's re", None),
+    ("regex-fuzzy-brace", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: 'A{e}: (\\d+)'}"), 8, 23, "'{e}' is fuzzy matching or a POSIX class to the regex engine extractions run on (text to Python's re)", None),
+    ("regex-posix-class", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: 'A: ([[:digit:]]+)'}"), 8, 23, "'[[:digit:]' is fuzzy matching or a POSIX class", None),
+    ("regex-escaped-backslash-then-fuzzy", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: 'A\\\\{e}: (\\d+)'}"), 8, 23, "'{e}' is fuzzy matching", None),
     ("regex-and-json", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regex: 'A: (\\d+)', json: answer}}"), 8, 43, "'json' cannot be combined with the other keys of agents.solver.extract.answer: an extraction is a regex or a JSON path, not both", None),
     ("extract-regx", GOOD.replace("{answer: 'A: (\\d+)'}", "{answer: {regx: 'a'}}"), 8, 24, "unknown key 'regx' in agents.solver.extract.answer", "did you mean 'regex'?"),
     ("empty-regex", GOOD.replace("'A: (\\d+)'", "''"), 8, 23, "agents.solver.extract.answer: the regular expression is empty", None),
@@ -483,6 +484,18 @@ def test_templates_render_in_the_sandbox():
         ("{{ ('%s' * 20) % (q * 999999,) }}", "'%' would make"),
         ("{{ '{0:{1[0]}}'.format(1, [999999999]) }}", "format\\(\\): a format width"),
         ("{% for b in [1] | batch(20000000, 'x') %}{{ b }}{% endfor %}", "'batch': width"),
+        # Found by a second review: values that print to more than their items (numbers,
+        # namespaces, dict views, ranges), bytes, totals of format fields, separators.
+        ("{% set ns = namespace(a=none) %}{% for i in range(25) %}"
+         "{% set ns.a = namespace(x=ns.a, y=ns.a) %}{% endfor %}{{ ns.a }}", "Namespace"),
+        ("{% set d = {'a': 'x' * 10000} %}{{ [d.items()] * 300 }}", "'\\*' would make"),
+        ("{{ [10 ** 4299] * 300 }}", "'\\*' would make 1,290,600"),
+        ("{{ ([range(1000)] * 1500) | map('list') | list }}", "'\\*' would make"),
+        ("{{ ('x'.encode() * 50000000) | length }}", "'encode' of 'str' object is unsafe"),
+        ("{{ (('%0999999d' * 5) % ((1,) * 5)) | length }}", "'%': a format width"),
+        ("{{ ('{:999999}' * 5).format(*[1] * 5) | length }}", "format\\(\\): a format width"),
+        ("{{ ([1] * 3000) | join('x' * 3000) }}", "'join' would make"),
+        ("{{ ([[1]] * 3000) | tojson(indent=1000) }}", "'tojson' would make"),
     ],
 )  # fmt: skip
 def test_templates_cannot_build_huge_values(source, message):
@@ -515,6 +528,13 @@ def test_bounded_templates_still_format_and_concatenate():
     )  # fmt: skip
     out = render_bounded(templates.environment().from_string(source), {"q": "ab"})
     assert out == "  x id=1700000000   1 ts=1700000000 600000 600001 1234 {'k': [1, 2]} [1]hi"
+    # A big number as a filter's value is not a width; a list nested deep is no crash.
+    source = (
+        "{{ 5000000 | center(12) }} {% set ns = namespace(l=1) %}{% for i in range(1200) %}"
+        "{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l | length }}"
+    )  # fmt: skip
+    out = render_bounded(templates.environment().from_string(source), {})
+    assert out == "  5000000    1"
 
 
 # -- limits ----------------------------------------------------------------------

@@ -136,6 +136,11 @@ def test_bad_json_in_an_inputs_file_or_a_plan_is_one_clear_line(fake, tmp_path):
         rows.write_text(text)
         result = runner.invoke(app, ["run", "specs/best_of_n.yaml", "--inputs", str(rows)])
         assert result.exit_code == 1 and message in result.stderr, result.output
+    # A line of a JSON lines file: the line in the name, the column in the message.
+    lines = tmp_path / "in.jsonl"
+    lines.write_text('{"question": "a"}\n{"question": b}\n')
+    result = runner.invoke(app, ["run", "specs/best_of_n.yaml", "--inputs", str(lines)])
+    assert f"{lines}:2: not JSON: Expecting value at column 14" in result.stderr, result.output
     plan = tmp_path / "plan.json"
     assert runner.invoke(app, ["compile", "specs/best_of_n.yaml", "-o", str(plan)]).exit_code == 0
     good = plan.read_text()

@@ -224,6 +224,20 @@ def test_a_string_or_list_doubled_in_a_loop_is_bounded(tmp_path):
     )  # fmt: skip
     with pytest.raises(RunError, match=r"a record would make [\d,]+ characters or items"):
         hive.run(spec, {"q": "x"}, engine=FakeEngine(echo))
+    # Numbers count by their digits (2**1000 prints 302), and a list nested 1,200 deep (past
+    # Python's recursion limit) is measured without recursion.
+    spec = write_spec(
+        tmp_path, "  a:\n    prompt: '{{ q }}'\n",
+        "  n = 1\n  repeat 1000:\n    n = n + n\n  s = [n]\n  repeat 12:\n    s = s + s\n"
+        "  return {t: str(s)}\n",
+    )  # fmt: skip
+    with pytest.raises(RunError, match="'\\+' would make"):
+        hive.run(spec, {"q": "x"}, engine=FakeEngine(echo))
+    spec = write_spec(
+        tmp_path, "  a:\n    prompt: '{{ q }}'\n",
+        "  l = [q]\n  repeat 1200:\n    l = [l]\n  return {n: len(l)}\n",
+    )  # fmt: skip
+    assert hive.run(spec, {"q": "x"}, engine=FakeEngine(echo)).outputs == {"n": 1}
 
 
 def test_using_a_missing_field_as_a_number_fails_with_its_position(tmp_path):
