@@ -7,13 +7,15 @@ builds a gigabyte-sized prompt, a doubling loop over a namespace
 literals (`[a, a, a]`) grow as fast, `{{ 10 ** 10**8 }}` computes for minutes,
 and `center(10**9)`, `'%0999999999d' % 1` or `replace('', ...)` allocate
 gigabytes at once. `BoundedSandbox` is Jinja's immutable sandbox (no `append`,
-`extend` or `update`) that refuses each of those past MAX_VALUE_SIZE characters
-or items, counted deep (`value_size`: `[s] * 1000` holds s a thousand times),
-with a SecurityError naming the operation: before the operation where its size
-can be told in advance (`*`, `+`, `~`, `%` and `format()` fields and repeats,
-widths, `indent`, `expandtabs`, `replace`, `join`, `batch`, `slice`, literals,
-block buffers), and on the result of every other call and filter. `render_bounded`
-stops a rendering whose output passes the limit.
+`extend` or `update`; no `str.encode` or `lipsum`) that refuses each of those past
+MAX_VALUE_SIZE characters or items, counted deep as they print (`value_size`:
+`[s] * 1000` holds s a thousand times, a number its digits), with a SecurityError
+naming the operation: before the operation where its size can be told in advance
+(`*`, `+`, `~`, `%` and `format()` widths, totals and repeats, width and count
+arguments, `indent`, `expandtabs`, `replace`, `translate`, `join`, `tojson`,
+`wordwrap`, literals, block buffers, every printed value), and on the result of
+every other call and filter. `render_bounded` stops a rendering whose output passes
+the limit.
 
 Not bounded: time. A loop that prints nothing runs as long as its iterations
 (each `range` is at most 100,000, so nested loops multiply), and an operation
