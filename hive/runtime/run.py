@@ -21,7 +21,7 @@ from typing import Any
 from hive.compiler import compile_spec, load_plan, load_spec
 from hive.compiler.plan import Plan
 from hive.compiler.spec import _is_of_type
-from hive.compiler.types import MAX_INT_BITS
+from hive.compiler.types import MAX_INT_BITS, MAX_VALUE_SIZE, value_size
 from hive.runtime.calls import AgentCaller, EngineLike
 from hive.runtime.engine.agent_stats import AgentPrior
 from hive.runtime.errors import InputError, RunError
@@ -76,6 +76,12 @@ def check_inputs(plan: Plan, inputs: dict[str, Any] | None) -> dict[str, Any]:
             checked[name] = decl.default
             continue
         value = inputs[name]
+        if _depth(value) > MAX_INPUT_DEPTH:  # the checks below, and printing, recurse
+            raise InputError(f"input '{name}' nests deeper than {MAX_INPUT_DEPTH} lists or records")
+        if value_size(value) > MAX_VALUE_SIZE:
+            raise InputError(
+                f"input '{name}' holds over {MAX_VALUE_SIZE:,} characters or items (the limit)"
+            )
         if not _finite(value):
             raise InputError(
                 f"input '{name}' must hold finite numbers (integers below 2**{MAX_INT_BITS}), "
@@ -91,6 +97,23 @@ def check_inputs(plan: Plan, inputs: dict[str, Any] | None) -> dict[str, Any]:
             )
         checked[name] = value
     return checked
+
+
+MAX_INPUT_DEPTH = 100  # lists and records within each other
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and records nest in `value` (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | dict):
+            deepest = max(deepest, depth)
+            if depth <= MAX_INPUT_DEPTH:
+                stack.extend(
+                    (v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)
+                )
+    return deepest
 
 
 def _finite(value: Any) -> bool:

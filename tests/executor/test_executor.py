@@ -385,3 +385,20 @@ def test_integers_are_bounded_like_numbers(tmp_path):
         hive.run(spec, {"n": 2**20000}, engine=FakeEngine(echo))
     with pytest.raises(RunError, match="'\\*' overflowed"):  # the largest integer still goes in
         hive.run(spec, {"n": 2**1023 - 1}, engine=FakeEngine(echo))
+
+
+def test_an_input_nested_too_deep_or_too_large_is_refused(tmp_path):
+    """The checks and the printing of values recurse: an input nested 500 deep was a bare
+    RecursionError (found by review)."""
+    spec = write_spec(
+        tmp_path, "  a:\n    prompt: '{{ x }}'\n", "  r = a(x=x)\n  return {t: r.text}\n",
+        inputs="  x: any\n",
+    )  # fmt: skip
+    deep: object = 1
+    for _ in range(500):
+        deep = [deep]
+    with pytest.raises(InputError, match="nests deeper than 100 lists or records"):
+        hive.run(spec, {"x": deep}, engine=FakeEngine(echo))
+    with pytest.raises(InputError, match="holds over 1,000,000 characters or items"):
+        hive.run(spec, {"x": ["x" * 1000] * 1001}, engine=FakeEngine(echo))
+    assert hive.run(spec, {"x": [[1, 2], {"a": [3]}]}, engine=FakeEngine(echo)).outputs
