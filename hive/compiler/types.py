@@ -61,8 +61,12 @@ def value_size(value: Any) -> int:
     """Characters and items a value holds, repeats counted (what printing it costs:
     `[s] * 1000` holds s a thousand times, a record of the same record twice, doubled
     in a loop, 2**n copies; numbers by their digits). Each distinct container is walked
-    once, without recursion (any depth), and counting stops once past MAX_VALUE_SIZE."""
+    once, without recursion (any depth), and counting stops once past MAX_VALUE_SIZE. A
+    container that knows its size (`known_size`: a flow list, never changed once built)
+    is not walked again, so appending to a list in a loop stays linear."""
     own = _printed(value)
+    if own is None:
+        own = getattr(value, "known_size", None)
     if own is not None:
         return own
     memo: dict[int, int] = {}
@@ -76,6 +80,8 @@ def value_size(value: Any) -> int:
             child = children[index]
             index += 1
             printed = _printed(child)
+            if printed is None:
+                printed = getattr(child, "known_size", None)
             if printed is None:
                 known = memo.get(id(child))
                 if known is None:

@@ -113,7 +113,8 @@ class Interpreter:
             return unop(node.attrs["op"], args[0])
         if op == "list":
             value = RecordList(args)
-            check_size(value_size(value), "a list")
+            value.known_size = value_size(value)
+            check_size(value.known_size, "a list")
             return value
         if op == "record":
             value = Record(zip(node.attrs["keys"], args, strict=True))

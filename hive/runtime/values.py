@@ -26,6 +26,10 @@ class Record(dict):
 
 
 class RecordList(list):
+    # Set where the flow builds one (its size was checked): `value_size` then reads it
+    # instead of walking the list. Flow lists are never changed once built.
+    known_size: int | None = None
+
     def __str__(self) -> str:
         return "\n".join(to_text(v) for v in self)
 
@@ -131,8 +135,11 @@ def _binop(op: str, left: Any, right: Any) -> Any:
             check_size(len(left) + len(right), "'+'")
             return left + right
         if isinstance(left, list) and isinstance(right, list):
-            check_size(value_size(left) + value_size(right), "'+'")
-            return RecordList([*left, *right])
+            size = value_size(left) + value_size(right)
+            check_size(size, "'+'")
+            joined = RecordList([*left, *right])
+            joined.known_size = size
+            return joined
         return _number(left, op) + _number(right, op)
     if op in ("<", "<=", ">", ">="):
         both_text = isinstance(left, str) and isinstance(right, str)
