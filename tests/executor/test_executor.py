@@ -402,3 +402,14 @@ def test_an_input_nested_too_deep_or_too_large_is_refused(tmp_path):
     with pytest.raises(InputError, match="holds over 1,000,000 characters or items"):
         hive.run(spec, {"x": ["x" * 1000] * 1001}, engine=FakeEngine(echo))
     assert hive.run(spec, {"x": [[1, 2], {"a": [3]}]}, engine=FakeEngine(echo)).outputs
+
+
+def test_a_flow_list_knows_the_size_a_walk_would_give():
+    from hive.compiler.types import value_size
+    from hive.runtime.values import RecordList, binop
+
+    items = RecordList(["ab", {"k": "v"}])
+    items.known_size = value_size(list(items))
+    for i in range(50):
+        items = binop("+", items, [f"x{i}", [i, [2**100]]])
+    assert items.known_size == value_size(list(items)) == value_size(items)
