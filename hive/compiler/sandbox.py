@@ -217,15 +217,21 @@ def _check_repeats(what: str, fields: int, values: Any) -> None:
     """A format string with `fields` substitutions of these values stays in the limit
     (`('%s' * 20) % big`)."""
     items = values if isinstance(values, tuple | list) else (values,)
-    largest = max((value_size(v) for v in items), default=0)
-    if fields * largest > MAX_VALUE_SIZE:
-        raise SecurityError(f"{what} would make over {MAX_VALUE_SIZE:,} characters")
+    _check_product(what, fields, max((value_size(v) for v in items), default=0))
 
 
 def _check_product(what: str, count: int, each: Any) -> None:
     """`count` copies of something `each` characters long stay in the limit."""
     if isinstance(each, int) and not isinstance(each, bool) and count * each > MAX_VALUE_SIZE:
         raise SecurityError(f"{what} would make over {MAX_VALUE_SIZE:,} characters")
+
+
+def _check_join(what: str, items: Any, sep: Any) -> None:
+    """Joining `items` with `sep` (the `join` filter or `str.join`) stays in the limit:
+    the separator between every two items, and the items themselves."""
+    if isinstance(items, list | tuple) and isinstance(sep, str):
+        _check_product(what, len(items), len(sep))
+        _check_product(what, 1, value_size(items))
 
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
@@ -258,11 +264,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                     tuple(rest[:1]),
                     {k: v for k, v in kwargs.items() if k in ("width", "linecount", "slices")},
                 )
-            if name == "join":  # the separator between every two items
-                sep = rest[0] if rest else kwargs.get("d", "")
-                if isinstance(value, list | tuple) and isinstance(sep, str):
-                    _check_product("'join'", len(value), len(sep))
-                    _check_product("'join'", 1, value_size(value))
+            if name == "join":
+                _check_join("'join'", value, rest[0] if rest else kwargs.get("d", ""))
             if name == "tojson":
                 indent = rest[0] if rest else kwargs.get("indent")
                 if isinstance(indent, int):
@@ -337,9 +340,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             if name == "translate" and args and isinstance(args[0], dict):
                 longest = max((value_size(v) for v in args[0].values()), default=0)
                 _check_product("translate()", len(owner), longest)
-            if name == "join" and args and isinstance(args[0], list | tuple):
-                _check_product("join()", len(args[0]), len(owner))
-                _check_product("join()", 1, value_size(args[0]))
+            if name == "join" and args:
+                _check_join("join()", args[0], owner)
         return _check_size(super().call(__context, __obj, *args, **kwargs), f"{name}()")
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:

@@ -444,6 +444,13 @@ def test_templates_render_in_the_sandbox():
         env.from_string("{{ 10 ** 100000000 }}").render()
 
 
+def _render(source, context):
+    from hive.compiler import templates
+    from hive.compiler.sandbox import render_bounded
+
+    return render_bounded(templates.environment().from_string(source), context)
+
+
 @pytest.mark.parametrize(
     ("source", "message"),
     [
@@ -501,24 +508,20 @@ def test_templates_render_in_the_sandbox():
 def test_templates_cannot_build_huge_values(source, message):
     from jinja2.exceptions import SecurityError
 
-    from hive.compiler import templates
-    from hive.compiler.sandbox import render_bounded
-
     with pytest.raises(SecurityError, match=message):
-        render_bounded(templates.environment().from_string(source), {"q": "a"})
+        _render(source, {"q": "a"})
 
 
 def test_bounded_templates_still_format_and_concatenate():
-    from hive.compiler import templates
-    from hive.compiler.sandbox import render_bounded
-
     source = (
         "{{ q ~ '!' }} {{ q + 'x' }} {{ [1] + [2] }} {{ 'Call 5551234567: %s' % q }} "
         "{{ '%5d|%.2f' % (3, 2.5) }} {{ '{:>4}|{}'.format(7, 8) }} {{ 'n={n:>{w}}'.format(n=1, w=3) }} "
         "{{ '%s-%s' | format(q, q) }} {{ q | center(5) }} {{ 'a,b' | replace(',', ';') }}"
     )  # fmt: skip
-    out = render_bounded(templates.environment().from_string(source), {"q": "ab"})
-    assert out == "ab! abx [1, 2] Call 5551234567: ab     3|2.50    7|8 n=  1 ab-ab   ab  a;b"
+    assert (
+        _render(source, {"q": "ab"})
+        == "ab! abx [1, 2] Call 5551234567: ab     3|2.50    7|8 n=  1 ab-ab   ab  a;b"
+    )
     # Big numbers that are not widths, replace() that does not grow, tuple targets, blocks.
     source = (
         "{{ '{:>{w}} id={i}'.format('x', w=3, i=1700000000) }} {{ '%*d ts=%d' % (3, 1, 1700000000) }} "
@@ -526,15 +529,16 @@ def test_bounded_templates_still_format_and_concatenate():
         "{% for a, b in [(1, 2), (3, 4)] %}{{ a }}{{ b }}{% endfor %} {{ {'k': [1, 2]} }} "
         "{% macro m(a) %}[{{ a }}]{% endmacro %}{{ m(1) }}{% set x %}hi{% endset %}{{ x }}"
     )  # fmt: skip
-    out = render_bounded(templates.environment().from_string(source), {"q": "ab"})
-    assert out == "  x id=1700000000   1 ts=1700000000 600000 600001 1234 {'k': [1, 2]} [1]hi"
+    assert (
+        _render(source, {"q": "ab"})
+        == "  x id=1700000000   1 ts=1700000000 600000 600001 1234 {'k': [1, 2]} [1]hi"
+    )
     # A big number as a filter's value is not a width; a list nested deep is no crash.
     source = (
         "{{ 5000000 | center(12) }} {% set ns = namespace(l=1) %}{% for i in range(1200) %}"
         "{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l | length }}"
     )  # fmt: skip
-    out = render_bounded(templates.environment().from_string(source), {})
-    assert out == "  5000000    1"
+    assert _render(source, {}) == "  5000000    1"
 
 
 # -- limits ----------------------------------------------------------------------

@@ -204,40 +204,28 @@ def test_a_regex_that_backtracks_for_ever_times_out_to_a_null_field(tmp_path):
 
 def test_a_string_or_list_doubled_in_a_loop_is_bounded(tmp_path):
     """`s = s + s` 64 times would take all memory; past MAX_VALUE_SIZE it is an error."""
+
+    def run(flow, q="x"):
+        spec = write_spec(tmp_path, "  a:\n    prompt: '{{ q }}'\n", flow)
+        return hive.run(spec, {"q": q}, engine=FakeEngine(echo))
+
     for init in ("q", "[q]"):
-        spec = write_spec(
-            tmp_path, "  a:\n    prompt: '{{ q }}'\n",
-            f"  s = {init}\n  repeat 64:\n    s = s + s\n  return {{n: len(s)}}\n",
-        )  # fmt: skip
         with pytest.raises(RunError, match="'\\+' would make 1,048,576 characters or items"):
-            hive.run(spec, {"q": "x"}, engine=FakeEngine(echo))
-    spec = write_spec(
-        tmp_path, "  a:\n    prompt: '{{ q }}'\n",
-        "  s = [q, q]\n  repeat 17:\n    s = s + s\n  return {t: concat(s, sep=', ')}\n",
-    )  # fmt: skip
+            run(f"  s = {init}\n  repeat 64:\n    s = s + s\n  return {{n: len(s)}}\n")
     with pytest.raises(RunError, match="concat\\(\\) would make"):
-        hive.run(spec, {"q": "xy"}, engine=FakeEngine(echo))
+        run("  s = [q, q]\n  repeat 17:\n    s = s + s\n  return {t: concat(s, sep=', ')}\n", "xy")
     # A record of itself twice prints 2**n copies: its size counts them (found by review).
-    spec = write_spec(
-        tmp_path, "  a:\n    prompt: '{{ q }}'\n",
-        "  r = {a: q, b: q}\n  repeat 40:\n    r = {a: r, b: r}\n  return {t: str(r)}\n",
-    )  # fmt: skip
     with pytest.raises(RunError, match=r"a record would make [\d,]+ characters or items"):
-        hive.run(spec, {"q": "x"}, engine=FakeEngine(echo))
+        run("  r = {a: q, b: q}\n  repeat 40:\n    r = {a: r, b: r}\n  return {t: str(r)}\n")
     # Numbers count by their digits (2**1000 prints 302), and a list nested 1,200 deep (past
     # Python's recursion limit) is measured without recursion.
-    spec = write_spec(
-        tmp_path, "  a:\n    prompt: '{{ q }}'\n",
-        "  n = 1\n  repeat 1000:\n    n = n + n\n  s = [n]\n  repeat 12:\n    s = s + s\n"
-        "  return {t: str(s)}\n",
-    )  # fmt: skip
     with pytest.raises(RunError, match="'\\+' would make"):
-        hive.run(spec, {"q": "x"}, engine=FakeEngine(echo))
-    spec = write_spec(
-        tmp_path, "  a:\n    prompt: '{{ q }}'\n",
-        "  l = [q]\n  repeat 1200:\n    l = [l]\n  return {n: len(l)}\n",
-    )  # fmt: skip
-    assert hive.run(spec, {"q": "x"}, engine=FakeEngine(echo)).outputs == {"n": 1}
+        run(
+            "  n = 1\n  repeat 1000:\n    n = n + n\n  s = [n]\n  repeat 12:\n    s = s + s\n"
+            "  return {t: str(s)}\n"
+        )
+    flow = "  l = [q]\n  repeat 1200:\n    l = [l]\n  return {n: len(l)}\n"
+    assert run(flow).outputs == {"n": 1}
 
 
 def test_using_a_missing_field_as_a_number_fails_with_its_position(tmp_path):
