@@ -211,23 +211,23 @@ class WorkflowPolicy(BaseEvictionPolicy):
 
     def __init__(self) -> None:
         self.ledger: AgentLedger | None = None
-        self._version = -1
         self._default_interval = 1.0
         self._top_prior = 0.0
         self._top_contribution = 0.0
         self._hot: set[str] = set()
         self._cold_weight: float | None = None  # shared by the agents not hot
-        self._contributions: dict[str, float] = {}  # the ledger's, when aggregated
+        # The ledger's contributions when aggregated: a new snapshot means aggregate again.
+        self._contributions: dict[str, float] = {}
 
     def bind(self, ledger: AgentLedger, cache: RadixCache) -> None:
         self.ledger = ledger
-        self._version = -1  # the aggregates were another ledger's
+        self._contributions = {}  # the aggregates were another ledger's: no snapshot is this
 
     def _aggregates(self, ledger: AgentLedger) -> None:
         # Refreshed with the ledger's contributions (one lag window: `is_current`), and
         # weights read that same snapshot, so a weight stays relative to its top agent.
         contributions = ledger.contributions()
-        if contributions is not self._contributions or self._version < 0:
+        if contributions is not self._contributions:
             self._contributions = contributions
             intervals = [i for a in ledger.agents.values() if (i := a.call_interval) is not None]
             self._default_interval = (
@@ -242,7 +242,6 @@ class WorkflowPolicy(BaseEvictionPolicy):
             self._cold_weight = max(
                 (self._relative_contribution(a, ledger) for a in ranked[hot:]), default=None
             )
-            self._version = ledger.version
 
     def _interval(self, agent_id: str, stats: AgentStats | None) -> float:
         """The agent's visits between calls: its rhythm, else the plan's, else the mean."""
