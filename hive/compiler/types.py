@@ -23,7 +23,13 @@ MAX_INT_BITS = 1023
 MAX_VALUE_SIZE = 1_000_000
 
 
-_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+_ITEMS = type({}.items())
+_VIEWS = (type({}.keys()), type({}.values()), _ITEMS)
+
+
+def _digits(number: int) -> int:
+    """Characters an integer prints to, about: its decimal digits and a sign."""
+    return int(abs(number).bit_length() * 0.30103) + 2
 
 
 def _printed(value: Any) -> int | None:
@@ -33,11 +39,11 @@ def _printed(value: Any) -> int | None:
     if isinstance(value, bool) or value is None:
         return 5
     if isinstance(value, int):
-        return int(value.bit_length() * 0.30103) + 2  # its decimal digits and a sign
+        return _digits(value)
     if isinstance(value, float):
         return 24
     if isinstance(value, range):
-        return len(value) * (int(max(abs(value.start), abs(value.stop)).bit_length() * 0.30103) + 3)
+        return len(value) * (_digits(max(abs(value.start), abs(value.stop))) + 1)
     if isinstance(value, (dict, list, tuple, set, frozenset, *_VIEWS)):
         return None
     if isinstance(getattr(value, "_Namespace__attrs", None), dict):  # jinja2's namespace()
@@ -49,7 +55,7 @@ def _children(value: Any) -> tuple[int, list[Any]]:
     """A container's own items and what they hold."""
     if isinstance(value, dict):
         return len(value), [*value.keys(), *value.values()]
-    if isinstance(value, type({}.items())):
+    if isinstance(value, _ITEMS):
         return len(value), [part for pair in value for part in pair]
     attrs = getattr(value, "_Namespace__attrs", None)
     if isinstance(attrs, dict):
