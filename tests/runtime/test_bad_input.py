@@ -198,6 +198,7 @@ def test_missing_default_model_package(monkeypatch):
         ({"page_size": "16"}, "page_size must be an integer"),
         ({"kv_cache_tokens": 100.5}, "kv_cache_tokens must be an integer"),
         ({"packed_weights": "yes"}, "packed_weights must be true, false or None"),
+        ({"float32_kernel": "blas"}, "float32_kernel must be 'mkl' or 'onednn'"),
     ],
 )
 def test_bad_engine_options(tiny_llama, options, message):

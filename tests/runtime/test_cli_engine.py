@@ -95,6 +95,9 @@ def test_bench_report_names_the_best_transformers_mode():
     assert "2.00x (generate float32)" in text
     assert "generate_batch unavailable: RuntimeError: no" in text
     assert "n/a" in text
+    assert "float32 GEMM" not in text  # a bf16 run
+    text = format_report({**results, "dtype": "float32", "float32_kernel": "onednn"})
+    assert "dtype float32 (CPU float32 GEMM: onednn)" in text
 
 
 def test_bench_engine_bad_repeat_is_a_clean_error():

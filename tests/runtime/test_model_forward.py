@@ -32,10 +32,12 @@ def assert_close(ours, ref):
     assert err <= 1e-4 * ref.abs().max().item() + 1e-5, err
 
 
-@pytest.fixture(scope="module", params=KINDS)
+@pytest.fixture(scope="module", params=[(k, g) for k in KINDS for g in ("mkl", "onednn")], ids=str)
 def model_pair(request):
-    hf = make_tiny(request.param)
-    return hf, Engine.from_hf(hf, kv_cache_tokens=2048)
+    """Each model kind with each float32 GEMM kernel (linear.py): both must match."""
+    kind, kernel = request.param
+    hf = make_tiny(kind)
+    return hf, Engine.from_hf(hf, kv_cache_tokens=2048, float32_kernel=kernel)
 
 
 def test_single_prompt_logits_match(model_pair):
@@ -88,15 +90,20 @@ def test_decode_batches_on_the_packed_kernel_match(model_pair, rows):
         engine.pool.allocator.free(p)
 
 
-def test_engines_with_and_without_packed_weights_agree():
+@pytest.mark.parametrize("kernel", ["mkl", "onednn"])
+def test_engines_with_and_without_packed_weights_agree(kernel):
     hf = make_tiny("llama")
     prompts = prompts_for(5, [12, 20, 7, 30, 15, 9])
     params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
-    packed = Engine.from_hf(hf, kv_cache_tokens=2048, packed_weights=True)
-    plain = Engine.from_hf(hf, kv_cache_tokens=2048, packed_weights=False)
-    assert plain.model.layers[0].qkv.fp32_packed is None
-    if torch.backends.mkl.is_available():
-        assert packed.model.layers[0].qkv.fp32_packed is not None
+    packed = Engine.from_hf(hf, kv_cache_tokens=2048, packed_weights=True, float32_kernel=kernel)
+    plain = Engine.from_hf(hf, kv_cache_tokens=2048, packed_weights=False, float32_kernel=kernel)
+    qkv = plain.model.layers[0].qkv
+    assert qkv.fp32_packed is None and qkv.packed is None
+    qkv = packed.model.layers[0].qkv
+    if kernel == "mkl" and torch.backends.mkl.is_available():
+        assert qkv.fp32_packed is not None and qkv.packed is None
+    if kernel == "onednn" and torch.backends.mkldnn.is_available():
+        assert qkv.packed is not None and qkv.fp32_packed is None and qkv.weight is None
     assert [c.token_ids for c in packed.generate(prompts, params)] == [
         c.token_ids for c in plain.generate(prompts, params)
     ]

@@ -246,6 +246,7 @@ def run_bench(
         "quick": quick,
         "dtype": dtype,
         "allocator_tuned": allocator_tuned,
+        "float32_kernel": engine.float32_kernel,
         "repeat": repeat,
         "load_average_before": os.getloadavg(),
         "workloads": {},
@@ -295,6 +296,11 @@ def run_bench(
 def format_report(results: dict[str, Any]) -> str:
     lines = [
         f"machine: {results['machine']}; dtype {results['dtype']}"
+        + (
+            f" (CPU float32 GEMM: {results['float32_kernel']})"
+            if results["dtype"] == "float32"
+            else ""
+        )
         + ("; quick" if results["quick"] else "")
         + (f"; median of {results['repeat']} runs" if results.get("repeat", 1) > 1 else "")
         + f"; load average before/after: {results['load_average_before'][0]:.2f}"

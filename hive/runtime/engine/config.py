@@ -14,6 +14,7 @@ DEFAULT_MODEL = "smollm2-135m"
 
 
 ADMISSIONS = ("shares", "residency", "fcfs")
+FLOAT32_KERNELS = ("mkl", "onednn")  # the CPU's float32 GEMM (linear.py)
 
 
 def check_admission(admission: object) -> None:
@@ -38,6 +39,11 @@ class EngineConfig:
     weights get a second, MKL-packed copy used for 4-16-row decode batches.
     None (the default) packs bf16 always and float32 when that second copy
     takes under a quarter of the available memory.
+
+    `float32_kernel` is the CPU's float32 GEMM: "mkl" (MKL's sgemm, with the
+    packed copy above) or "onednn" (a oneDNN-packed copy that replaces the
+    plain one, for every batch size); None (the default) picks MKL on Intel
+    CPUs and oneDNN on others, where MKL is slow (linear.py).
     """
 
     model: str | None = None
@@ -56,6 +62,7 @@ class EngineConfig:
     # prefix (kv_residency.py); "fcfs": arrival order.
     admission: str = "shares"
     packed_weights: bool | None = None
+    float32_kernel: str | None = None  # None: by the CPU's vendor (linear.py)
     record_trace: bool = False  # keep (agent, prompt, output, arrival step) of every request
     logits_cache_mb: float = 256.0  # Logits Cache budget (requests opt in); 0 disables it
 
@@ -95,6 +102,11 @@ class EngineConfig:
         ):
             raise EngineError(
                 f"logits_cache_mb must be a number >= 0 (0 disables it), got {self.logits_cache_mb!r}"
+            )
+        if self.float32_kernel not in (None, *FLOAT32_KERNELS):
+            names = " or ".join(f"'{k}'" for k in FLOAT32_KERNELS)
+            raise EngineError(
+                f"float32_kernel must be {names} (or None: by the CPU), got {self.float32_kernel!r}"
             )
         if self.dtype not in (None, "float32", "bfloat16", "float16"):
             raise EngineError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")

@@ -27,6 +27,7 @@ from hive.runtime.engine.kv_pool import (
     bytes_per_token,
     num_pages_for,
 )
+from hive.runtime.engine.linear import default_float32_kernel
 from hive.runtime.engine.logits_cache import LogitsCache
 from hive.runtime.engine.logits_replay import LogitsReplay
 from hive.runtime.engine.model import LlamaModel
@@ -63,6 +64,7 @@ class Engine(AsyncServing):
             limits.append(args.sliding_window)  # full attention is exact up to the window
         self.max_context = min(limits)
         state = hf_model.state_dict()
+        self.float32_kernel = config.float32_kernel or default_float32_kernel()
         self.model = LlamaModel(
             args,
             state,
@@ -70,7 +72,10 @@ class Engine(AsyncServing):
             self.max_context,
             device,
             dtype,
-            pack_weights=_should_pack(config.packed_weights, state, dtype, device),
+            pack_weights=_should_pack(
+                config.packed_weights, state, dtype, device, self.float32_kernel
+            ),
+            float32_kernel=self.float32_kernel,
         )
         self.eos_ids = _eos_ids(hf_model, tokenizer)
         num_pages = num_pages_for(
@@ -424,13 +429,17 @@ PACKED_COPY_MEMORY_SHARE = 0.25  # of available memory, for float32's second pac
 
 
 def _should_pack(
-    choice: bool | None, state: dict[str, Any], dtype: torch.dtype, device: torch.device
+    choice: bool | None,
+    state: dict[str, Any],
+    dtype: torch.dtype,
+    device: torch.device,
+    float32_kernel: str,
 ) -> bool:
     """Whether to pack linear weights (EngineConfig.packed_weights; None decides here)."""
     if choice is not None:
         return choice
-    if device.type != "cpu" or dtype != torch.float32:
-        return True  # bf16 packing replaces the plain copy; other devices ignore it
+    if device.type != "cpu" or dtype != torch.float32 or float32_kernel == "onednn":
+        return True  # oneDNN's packed copy replaces the plain one; other devices ignore it
     weight_bytes = sum(t.numel() for t in state.values()) * 4
     available = available_memory_bytes(device)
     return available is None or weight_bytes <= PACKED_COPY_MEMORY_SHARE * available

@@ -24,7 +24,9 @@ from hive.runtime.engine.model_config import ModelArgs, rope_tables
 class LayerWeights:
     __slots__ = ("input_norm", "qkv", "o", "post_norm", "gate_up", "down")
 
-    def __init__(self, state: dict[str, torch.Tensor], prefix: str, pack: bool) -> None:
+    def __init__(
+        self, state: dict[str, torch.Tensor], prefix: str, pack: bool, float32_kernel: str
+    ) -> None:
         def get(name: str) -> torch.Tensor | None:
             return state.get(prefix + name)
 
@@ -40,12 +42,21 @@ class LayerWeights:
             qkv_bias = torch.cat(filled).contiguous()
         else:
             qkv_bias = None
-        self.qkv = Linear(torch.cat([q, k, v], dim=0).contiguous(), qkv_bias, pack=pack)
+        self.qkv = Linear(
+            torch.cat([q, k, v], dim=0).contiguous(),
+            qkv_bias,
+            pack=pack,
+            float32_kernel=float32_kernel,
+        )
         o_bias = get("self_attn.o_proj.bias")
-        self.o = Linear(get("self_attn.o_proj.weight"), o_bias, pack=pack)
+        self.o = Linear(
+            get("self_attn.o_proj.weight"), o_bias, pack=pack, float32_kernel=float32_kernel
+        )
         gate, up = get("mlp.gate_proj.weight"), get("mlp.up_proj.weight")
-        self.gate_up = Linear(torch.cat([gate, up], dim=0).contiguous(), pack=pack)
-        self.down = Linear(get("mlp.down_proj.weight"), pack=pack)
+        self.gate_up = Linear(
+            torch.cat([gate, up], dim=0).contiguous(), pack=pack, float32_kernel=float32_kernel
+        )
+        self.down = Linear(get("mlp.down_proj.weight"), pack=pack, float32_kernel=float32_kernel)
 
     def linears(self) -> tuple[Linear, ...]:
         return (self.qkv, self.o, self.gate_up, self.down)
@@ -92,9 +103,11 @@ class LlamaModel:
         device: torch.device | str,
         dtype: torch.dtype,
         pack_weights: bool = True,
+        float32_kernel: str = "mkl",
     ) -> None:
         """`pack_weights`: lay linear weights out for the device's fastest kernel
-        (linear.py; in float32 on a CPU that keeps a second copy of them)."""
+        (linear.py; in float32 on a CPU with `float32_kernel` "mkl" that keeps a
+        second copy of them)."""
         self.args = args
         self.dtype = dtype
         state = {
@@ -104,14 +117,17 @@ class LlamaModel:
         }
         self.embed = state["embed_tokens.weight"]
         head = state.get("lm_head.weight")
-        # With tied embeddings and a packed (bf16 CPU) head, the head is a second copy of
+        # With tied embeddings and a packed head (bf16, or oneDNN float32, on a CPU), the head is a second copy of
         # the table: the lookup needs plain rows, the matmul the packed layout.
         self.lm_head = Linear(
-            self.embed if args.tie_word_embeddings or head is None else head, pack=pack_weights
+            self.embed if args.tie_word_embeddings or head is None else head,
+            pack=pack_weights,
+            float32_kernel=float32_kernel,
         )
         self.norm = state["norm.weight"]
         self.layers = [
-            LayerWeights(state, f"layers.{i}.", pack_weights) for i in range(args.num_layers)
+            LayerWeights(state, f"layers.{i}.", pack_weights, float32_kernel)
+            for i in range(args.num_layers)
         ]
         cos, sin = rope_tables(hf_config, args, max_positions, device)
         half = args.head_dim // 2
