@@ -26,7 +26,8 @@ CPU's vendor, and on others it runs far below the cores' rate: on a 2-core
 AMD EPYC (Zen 5) plain float32 `F.linear` took 16.0 ms for one layer's
 GEMMs and the head at 16 rows, MKL's packed kernel 15.2 ms, and oneDNN's
 float32 kernel on a weight packed once 4.75 ms (2.5x at 1 row, 2.2-2.8x from
-16 to 1,024 rows). So the float32 kernel is a choice (`EngineConfig.float32_kernel`), by default MKL on Intel CPUs and oneDNN on
+16 to 1,024 rows). So the float32 kernel is a choice
+(`EngineConfig.float32_kernel`), by default MKL on Intel CPUs and oneDNN on
 others (`default_float32_kernel`). oneDNN's packed copy replaces the plain
 one, as in bf16, and serves every row count; it rounds differently from
 MKL (about 1e-6 relative on the default model's layers), so it is checked
@@ -48,8 +49,8 @@ _CLOSE = 1e-4  # the oneDNN float32 probe's largest error, relative to its large
 
 
 def default_float32_kernel(vendor: str | None = None) -> str:
-    """ "mkl" on Intel CPUs (and where the vendor is unknown), "onednn" on the others;
-    `vendor`: the CPU's vendor id (read from /proc/cpuinfo when None)."""
+    """The float32 kernel for a CPU: MKL on Intel's (and where the vendor is unknown),
+    oneDNN on the others. `vendor`: the CPU's vendor id (None: /proc/cpuinfo's)."""
     if vendor is None:
         vendor = cpu_vendor()
     return "onednn" if vendor not in (None, "GenuineIntel") else "mkl"

@@ -117,8 +117,9 @@ class LlamaModel:
         }
         self.embed = state["embed_tokens.weight"]
         head = state.get("lm_head.weight")
-        # With tied embeddings and a packed head (bf16, or oneDNN float32, on a CPU), the head is a second copy of
-        # the table: the lookup needs plain rows, the matmul the packed layout.
+        # With tied embeddings and a packed head (bf16, or oneDNN float32, on a CPU), the
+        # head is a second copy of the table: the lookup needs plain rows, the matmul the
+        # packed layout.
         self.lm_head = Linear(
             self.embed if args.tie_word_embeddings or head is None else head,
             pack=pack_weights,
