@@ -17,10 +17,13 @@ arguments, `indent`, `expandtabs`, `replace`, `translate`, `join`, `tojson`,
 every other call and filter. `render_bounded` stops a rendering whose output passes
 the limit.
 
-Not bounded: time. A loop that prints nothing runs as long as its iterations
-(each `range` is at most 100,000, so nested loops multiply), and an operation
-checked only on its result allocates it first (at most a product of two values
-within the limit).
+Time is bounded by steps: `render_bounded` allows MAX_TEMPLATE_STEPS loop
+iterations and calls (macros, methods, functions) per rendering, so nested loops
+that print nothing (each `range` is at most 100,000) and self-recursive macros
+(`f(n-1)` twice per call: 2^n calls within Python's depth) stop with a message.
+Not bounded: an operation checked only on its result allocates it first (at most a
+product of two values within the limit), and filters are not steps (each is
+bounded by the sizes above).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import operator
 import re
 import string
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from jinja2 import Environment, Template, nodes
@@ -40,6 +44,21 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from hive.compiler.types import MAX_VALUE_SIZE, value_size
+
+MAX_TEMPLATE_STEPS = 1_000_000  # loop iterations and calls in one rendering
+# The steps left to the rendering in progress (render_bounded sets it; a list to
+# count down in place). None: no rendering is bounded here (templates are only
+# rendered through render_bounded).
+_steps_left: ContextVar[list[int] | None] = ContextVar("template_steps_left", default=None)
+
+
+def _step() -> None:
+    left = _steps_left.get()
+    if left is not None:
+        left[0] -= 1
+        if left[0] < 0:
+            raise SecurityError("the template ran over its budget of loop iterations and calls")
+
 
 # A printf-style field's width and precision ('%08.3f', '%*d').
 _PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]")
@@ -204,6 +223,18 @@ class _BoundedCodeGenerator(CodeGenerator):
         frame.buffer = self.temporary_identifier()
         self.writeline(f"{frame.buffer} = environment.bounded_buffer()")
 
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        # Every iteration is a step: the loop's body, the first block Jinja's visit_For
+        # writes (recursive loops' too), starts with one. (Jinja allows no custom nodes.)
+        self._step_in_next_block = True
+        super().visit_For(node, frame)
+
+    def blockvisit(self, nodes: Any, frame: Frame) -> None:
+        if getattr(self, "_step_in_next_block", False):
+            self._step_in_next_block = False
+            self.writeline("environment.step()")
+        super().blockvisit(nodes, frame)
+
 
 def _value_args(args: tuple) -> tuple:
     """A filter's arguments from its value on (without the context Jinja passes first)."""
@@ -327,7 +358,13 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
         return checked
 
+    @staticmethod
+    def step() -> None:
+        """One loop iteration of the rendering in progress (see MAX_TEMPLATE_STEPS)."""
+        _step()
+
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        _step()  # macros (a self-recursive one calls itself 2^n times), methods, functions
         name = getattr(__obj, "__name__", None) or type(__obj).__name__
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str):  # a string method
@@ -381,14 +418,21 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return operator.pow(left, right)
 
 
-def render_bounded(template: Template, context: dict[str, Any]) -> str:
+def render_bounded(
+    template: Template, context: dict[str, Any], max_steps: int = MAX_TEMPLATE_STEPS
+) -> str:
     """`template.render(context)`, stopped once its output passes MAX_VALUE_SIZE
-    characters (a loop printing a long value many times)."""
+    characters (a loop printing a long value many times) or it has taken `max_steps`
+    loop iterations and calls."""
     parts: list[str] = []
     total = 0
-    for chunk in template.generate(context):
-        total += len(chunk)
-        if total > MAX_VALUE_SIZE:
-            raise SecurityError(f"the rendered prompt passed {MAX_VALUE_SIZE:,} characters")
-        parts.append(chunk)
+    token = _steps_left.set([max_steps])
+    try:
+        for chunk in template.generate(context):
+            total += len(chunk)
+            if total > MAX_VALUE_SIZE:
+                raise SecurityError(f"the rendered prompt passed {MAX_VALUE_SIZE:,} characters")
+            parts.append(chunk)
+    finally:
+        _steps_left.reset(token)
     return "".join(parts)

@@ -512,6 +512,33 @@ def test_templates_cannot_build_huge_values(source, message):
         _render(source, {"q": "a"})
 
 
+def test_template_time_is_bounded_by_steps():
+    """Loops that print nothing and self-recursive macros stop at the step budget."""
+    from jinja2.exceptions import SecurityError
+
+    from hive.compiler import templates
+    from hive.compiler.sandbox import MAX_TEMPLATE_STEPS, render_bounded
+
+    budget = "ran over its budget of loop iterations and calls"
+    nested = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    with pytest.raises(SecurityError, match=budget):
+        _render(nested, {})  # the default budget (10^10 iterations otherwise)
+    env = templates.environment()
+    doubling = (
+        "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+        "{{ f(60) }}"
+    )  # 2^60 calls, never deeper than 60
+    with pytest.raises(SecurityError, match=budget):
+        render_bounded(env.from_string(doubling), {}, max_steps=10_000)
+    # Each iteration and each call is one step: range(n) and n iterations.
+    loop = "{% for i in range(n) %}{% endfor %}ok"
+    assert render_bounded(env.from_string(loop), {"n": 100}, max_steps=101) == "ok"
+    with pytest.raises(SecurityError, match=budget):
+        render_bounded(env.from_string(loop), {"n": 101}, max_steps=101)
+    assert _render("{% for i in range(100000) %}{% endfor %}ok", {}) == "ok"
+    assert MAX_TEMPLATE_STEPS >= 100_000
+
+
 def test_bounded_templates_still_format_and_concatenate():
     source = (
         "{{ q ~ '!' }} {{ q + 'x' }} {{ [1] + [2] }} {{ 'Call 5551234567: %s' % q }} "
@@ -539,6 +566,13 @@ def test_bounded_templates_still_format_and_concatenate():
         "{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l | length }}"
     )  # fmt: skip
     assert _render(source, {}) == "  5000000    1"
+    # Loops of every kind: recursive, filtered, with an else.
+    source = (
+        "{% for x in [[1, [2]], [3]] recursive %}[{% if x is iterable %}{{ loop(x) }}"
+        "{% else %}{{ x }}{% endif %}]{% endfor %} {% for i in range(10) if i % 2 %}{{ i }}"
+        "{% endfor %} {% for x in [] %}x{% else %}empty{% endfor %}"
+    )  # fmt: skip
+    assert _render(source, {}) == "[[1][[2]]][[3]] 13579 empty"
 
 
 # -- limits ----------------------------------------------------------------------

@@ -357,6 +357,14 @@ def test_a_prompt_template_cannot_build_a_gigabyte_prompt(tmp_path):
         hive.run(spec, {"q": "ab"}, engine=FakeEngine(echo))
 
 
+def test_a_prompt_template_cannot_loop_for_hours(tmp_path):
+    loops = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    spec = write_spec(tmp_path, f"  a:\n    prompt: '{loops}{{{{ q }}}}'\n",
+                      "  r = a(q)\n  return {t: r.text}\n")  # fmt: skip
+    with pytest.raises(RunError, match="prompt template failed: the template ran over its budget"):
+        hive.run(spec, {"q": "ab"}, engine=FakeEngine(echo))
+
+
 def test_integers_are_bounded_like_numbers(tmp_path):
     """Integers stay below 2**1023, within the range of numbers: squaring one past it is an error at once,
     not a value that takes minutes and gigabytes to compute."""
