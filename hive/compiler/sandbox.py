@@ -223,14 +223,16 @@ class _BoundedCodeGenerator(CodeGenerator):
         frame.buffer = self.temporary_identifier()
         self.writeline(f"{frame.buffer} = environment.bounded_buffer()")
 
+    # Every loop iteration is a step: the loop's body, the first block Jinja's visit_For
+    # writes (recursive loops' too), starts with one. (Jinja allows no custom nodes.)
+    _step_in_next_block = False
+
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
-        # Every iteration is a step: the loop's body, the first block Jinja's visit_For
-        # writes (recursive loops' too), starts with one. (Jinja allows no custom nodes.)
         self._step_in_next_block = True
         super().visit_For(node, frame)
 
     def blockvisit(self, nodes: Any, frame: Frame) -> None:
-        if getattr(self, "_step_in_next_block", False):
+        if self._step_in_next_block:
             self._step_in_next_block = False
             self.writeline("environment.step()")
         super().blockvisit(nodes, frame)

@@ -119,10 +119,10 @@ def _pack(
     """The oneDNN-packed weight (bf16; float32 with the "onednn" kernel), or None where
     packing is unavailable or its result is not F.linear's (bf16: exactly; float32:
     within `_CLOSE`)."""
-    oned = weight.dtype in _PACKED_DTYPES or (
+    uses_onednn = weight.dtype in _PACKED_DTYPES or (
         weight.dtype == torch.float32 and float32_kernel == "onednn"
     )
-    if weight.device.type != "cpu" or not oned or not torch.backends.mkldnn.is_available():
+    if weight.device.type != "cpu" or not uses_onednn or not torch.backends.mkldnn.is_available():
         return None
     weight = weight.contiguous()
     return _checked(

@@ -10,6 +10,7 @@ through the final norm and the head.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -42,21 +43,12 @@ class LayerWeights:
             qkv_bias = torch.cat(filled).contiguous()
         else:
             qkv_bias = None
-        self.qkv = Linear(
-            torch.cat([q, k, v], dim=0).contiguous(),
-            qkv_bias,
-            pack=pack,
-            float32_kernel=float32_kernel,
-        )
-        o_bias = get("self_attn.o_proj.bias")
-        self.o = Linear(
-            get("self_attn.o_proj.weight"), o_bias, pack=pack, float32_kernel=float32_kernel
-        )
+        linear = functools.partial(Linear, pack=pack, float32_kernel=float32_kernel)
+        self.qkv = linear(torch.cat([q, k, v], dim=0).contiguous(), qkv_bias)
+        self.o = linear(get("self_attn.o_proj.weight"), get("self_attn.o_proj.bias"))
         gate, up = get("mlp.gate_proj.weight"), get("mlp.up_proj.weight")
-        self.gate_up = Linear(
-            torch.cat([gate, up], dim=0).contiguous(), pack=pack, float32_kernel=float32_kernel
-        )
-        self.down = Linear(get("mlp.down_proj.weight"), pack=pack, float32_kernel=float32_kernel)
+        self.gate_up = linear(torch.cat([gate, up], dim=0).contiguous())
+        self.down = linear(get("mlp.down_proj.weight"))
 
     def linears(self) -> tuple[Linear, ...]:
         return (self.qkv, self.o, self.gate_up, self.down)
