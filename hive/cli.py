@@ -263,6 +263,14 @@ def run_command(
     logits_cache_mb: Annotated[
         float, typer.Option(help="The Logits Cache's memory budget in MiB (0 disables it).")
     ] = 256.0,
+    draft_tokens: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Logits Cache drafts: tokens of an earlier path that a decode step verifies "
+            "(the same tokens, fewer steps; 0: off).",
+        ),
+    ] = 4,
 ) -> None:
     """Run a workflow on Hive's engine and print its outputs."""
     from hive.runtime.cli_run import execute
@@ -280,6 +288,7 @@ def run_command(
                 "eviction_policy": policy,
                 "admission": admission,
                 "logits_cache_mb": logits_cache_mb,
+                "draft_tokens": draft_tokens,
                 **({"dtype": dtype} if dtype else {}),
             },
             run_options={

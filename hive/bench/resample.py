@@ -82,6 +82,9 @@ class RunResult:
     distinct_paths: int
     positions: int  # generated positions over all paths
     redundancy: float  # r of this run's own paths
+    steps: int = 0  # engine steps (forward passes)
+    draft_tokens: int = 0  # drafted tokens verified (drafts.py), in forward_tokens
+    accepted_draft_tokens: int = 0  # of those: taken
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -174,6 +177,9 @@ def _result(
         distinct_paths=len({(p, tuple(t)) for p, t in paths}),
         positions=positions,
         redundancy=r,
+        steps=int(stats["num_steps"]),
+        draft_tokens=int(stats["num_draft_tokens"]),
+        accepted_draft_tokens=int(stats["num_accepted_draft_tokens"]),
     )
 
 
@@ -240,7 +246,7 @@ def format_report(result: dict) -> str:
     header = (
         f"{'workload':<9} {'temp':>4} {'mode':<8} {'wall s':>7} {'x off':>6} {'fwd tok':>8} "
         f"{'x fwd':>6} {'cached':>7} {'x pos':>6} {'MB held':>8} {'acc':>5} {'paths':>9} "
-        f"{'r(off)':>6} {'1/(1-r)':>7}"
+        f"{'r(off)':>6} {'1/(1-r)':>7} {'steps':>6} {'drafts':>11}"
     )
     lines.append(header)
     for row in result["runs"]:
@@ -250,7 +256,8 @@ def format_report(result: dict) -> str:
             f"{row['forward_ratio']:>6.2f} {row['cache_positions']:>7} {row['position_ratio']:>6.2f} "
             f"{row['bytes_held'] / 2**20:>8.2f} {row['accuracy']:>5.2f} "
             f"{row['distinct_paths']:>4}/{row['paths']:<4} {row['bound_r']:>6.3f} "
-            f"{row['bound_speedup']:>7.2f}"
+            f"{row['bound_speedup']:>7.2f} {row['steps']:>6} "
+            f"{row['accepted_draft_tokens']:>5}/{row['draft_tokens']:<5}"
         )
     lines.append("")
     lines.append(
@@ -260,6 +267,7 @@ def format_report(result: dict) -> str:
         "tokens and prompts); acc: resample = problems solved "
         f"within {ATTEMPTS} attempts, parallel/sweep = share of right samples; r(off): "
         "share of (path, position) pairs of the cache-off run whose prefix was computed "
-        "before; 1/(1-r): exact mode's ideal speedup in forward positions."
+        "before; 1/(1-r): exact mode's ideal speedup in forward positions; steps: forward "
+        "passes; drafts: drafted tokens taken / verified (in fwd tok)."
     )
     return "\n".join(lines)

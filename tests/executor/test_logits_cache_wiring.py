@@ -63,3 +63,9 @@ def test_a_bad_option_is_a_clear_error():
     result = CliRunner().invoke(app, ["run", SPEC, "-i", "question=1", "--logits-cache-mb", "-1"])
     assert result.exit_code != 0
     assert "logits_cache_mb" in result.output
+
+
+def test_a_negative_draft_length_is_a_clear_error():
+    result = CliRunner().invoke(app, ["run", SPEC, "-i", "question=1", "--draft-tokens", "-1"])
+    assert result.exit_code != 0
+    assert "draft-tokens" in result.output

@@ -44,7 +44,9 @@ def test_exact_mode_changes_no_path_and_computes_fewer_tokens(smollm, small):
         off.positions,
     )
     assert exact.redundancy == pytest.approx(off.redundancy)
-    assert exact.forward_tokens <= off.forward_tokens and exact.cache_positions > 0
+    rejected = exact.draft_tokens - exact.accepted_draft_tokens  # drafts also run tokens
+    assert exact.forward_tokens - rejected <= off.forward_tokens and exact.cache_positions > 0
+    assert off.draft_tokens == 0 and exact.steps <= off.steps
     assert hotspot.distinct_paths == hotspot.paths  # a re-sample never repeats a path
     parallel = bench.run_parallel(engine(), "exact", problems[0], 0.3, "sweep")
     plain = bench.run_parallel(engine(), None, problems[0], 0.3, "sweep")

@@ -15,7 +15,7 @@ def test_plan_inputs_split_decode_and_extend_groups():
         [9, 3, 2],
         [[3, 1, 4], [6], [0, 2]],
         num_decode=2,
-        sample_flags=[True, True, True],
+        sample_counts=[1, 1, 1],
         device="cpu",
     )
     plan = plan_inputs(batch, page_size=4)
@@ -55,3 +55,18 @@ def test_flashinfer_matches_torch_backend_on_gpu():
         )
         outs[backend] = [o.token_ids for o in engine.generate(prompts, params)]
     assert outs["torch"] == outs["flashinfer"]
+
+
+def test_plan_inputs_for_a_drafts_decode_rows_on_one_request_pages():
+    # A request at position 5 verifying a 2-token draft: three decode rows on its pages,
+    # attending to 6, 7 and 8 tokens (each row's own K/V written before attention).
+    pages = [3, 1, 4]
+    batch = build_forward_batch(
+        [[7], [8], [9]], [5, 6, 7], [pages] * 3, num_decode=3, sample_counts=[1, 1, 1],
+        device="cpu",
+    )  # fmt: skip
+    plan = plan_inputs(batch, page_size=4)
+    assert plan.decode.kv_indptr.tolist() == [0, 2, 4, 6]
+    assert plan.decode.kv_indices.tolist() == [3, 1, 3, 1, 3, 1]
+    assert plan.decode.kv_last_page_len.tolist() == [2, 3, 4]
+    assert batch.sample_indices.tolist() == [0, 1, 2]

@@ -65,9 +65,11 @@ class EngineConfig:
     float32_kernel: str | None = None  # None: by the CPU's vendor (linear.py)
     record_trace: bool = False  # keep (agent, prompt, output, arrival step) of every request
     logits_cache_mb: float = 256.0  # Logits Cache budget (requests opt in); 0 disables it
+    # Logits Cache drafts: tokens of an earlier path a decode step verifies (drafts.py); 0: off
+    draft_tokens: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("page_size", "max_batch_tokens", "max_running_requests"):
+        for name in ("page_size", "max_batch_tokens", "max_running_requests", "draft_tokens"):
             _require_int(name, getattr(self, name))
         for name in ("kv_cache_tokens", "kv_cache_bytes", "max_context"):
             if getattr(self, name) is not None:
@@ -82,6 +84,8 @@ class EngineConfig:
             raise EngineError(f"page_size must be >= 1, got {self.page_size}")
         if self.max_batch_tokens < 1:
             raise EngineError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
+        if self.draft_tokens < 0:
+            raise EngineError(f"draft_tokens must be >= 0 (0: no drafts), got {self.draft_tokens}")
         if self.max_running_requests < 1:
             raise EngineError(f"max_running_requests must be >= 1, got {self.max_running_requests}")
         for name in ("kv_cache_tokens", "kv_cache_bytes", "max_context"):

@@ -7,6 +7,8 @@ and concurrent submits share batches.
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -42,6 +44,7 @@ from hive.runtime.engine.sampling_params import SamplingParams
 from hive.runtime.engine.scheduler import Scheduler, generation_rows
 from hive.runtime.engine.serving import AsyncServing
 from hive.runtime.engine.stats import EngineStats
+from hive.runtime.engine.stored_distribution import StoredDistribution
 
 STOP_WINDOW_SLACK = 8  # extra tokens decoded when looking for stop strings
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -216,6 +219,10 @@ class Engine(AsyncServing):
     def advance(self) -> list[Request]:
         """`step` without the finish callbacks (the async server runs them on its loop)."""
         finished = self._walk_logits_cache()
+        if self.logits_cache.enabled and self.config.draft_tokens:
+            self.replay.propose_drafts(
+                self.scheduler.running, self.config.draft_tokens, self.max_context
+            )
         schedule = self.scheduler.schedule()
         finished += schedule.failed
         for req in schedule.failed:  # the scheduler finished them with "error"
@@ -246,49 +253,125 @@ class Engine(AsyncServing):
 
     def _run(self, schedule: Any) -> list[Request]:
         items = schedule.items
-        chunks = []
+        chunks, starts, pages, page_tensors, counts = [], [], [], [], []
+        num_decode = schedule.num_decode
         for item in items:
             req = item.request
+            if item.draft:
+                # A draft's tokens run as decode rows of their own, one per position, on
+                # the request's pages (each writes its K/V before any row attends), so
+                # they share the decode path's batched attention and its read of the
+                # common prefix; the scheduler puts them right after the decode rows.
+                tokens = [req.tokens[item.start], *item.draft]
+                chunks += [[t] for t in tokens]
+                starts += range(item.start, item.start + len(tokens))
+                pages += [req.page_ids] * len(tokens)
+                page_tensors += [req.pages.tensor()] * len(tokens)
+                counts += [1] * len(tokens)
+                num_decode += len(tokens)
+                continue
             if item.extend_len == 1 and req.num_pending == 1:
                 chunks.append([req.output_ids[-1] if req.output_ids else req.prompt_ids[-1]])
             else:
                 chunks.append(req.tokens[item.start : item.start + item.extend_len])
+            starts.append(item.start)
+            pages.append(req.page_ids)
+            page_tensors.append(req.pages.tensor())
+            counts.append(1 if item.is_sampled else 0)
         batch = build_forward_batch(
-            chunks,
-            [item.start for item in items],
-            [item.request.page_ids for item in items],
-            schedule.num_decode,
-            [item.is_sampled for item in items],
-            self.device,
-            [item.request.pages.tensor() for item in items],
+            chunks, starts, pages, num_decode, counts, self.device, page_tensors
         )
         generation = generation_rows(items)
         started = time.perf_counter()
         logits = self.model.forward(batch, self.attention)
-        sampled = [item.request for item in items if item.is_sampled]
+        sampled_items = [item for item in items if item.is_sampled]
+        sampled = [item.request for item in sampled_items]
+        drafts = [item.draft for item in sampled_items]
+        first_rows, blocks = logits, None
+        if any(drafts):  # each request's block of 1 + len(draft) rows, and its first row
+            blocks = list(itertools.accumulate((1 + len(d) for d in drafts[:-1]), initial=0))
+            first_rows = logits[blocks]
         capture = self.replay.capture(sampled)
         token_ids, logprobs, stored = (
-            self.sampler(logits, sampled, capture) if sampled else ([], None, [])
+            self.sampler(first_rows, sampled, capture) if sampled else ([], None, [])
         )
+        verified = self._verify_drafts(logits, blocks, sampled, drafts, token_ids) if blocks else {}
         self._stats.forward_seconds += time.perf_counter() - started
         self._stats.num_steps += 1
-        self._stats.num_decode_tokens += sum(generation)
-        self._stats.num_prefill_tokens += batch.num_tokens - sum(generation)
+        decode_tokens = sum(i.extend_len for i, g in zip(items, generation, strict=True) if g)
+        self._stats.num_decode_tokens += decode_tokens
+        self._stats.num_prefill_tokens += batch.num_tokens - decode_tokens
 
         rows = iter(range(len(sampled)))  # commit visits the sampled rows in this order
 
         def take_token(req: Request) -> bool:
             row = next(rows)
-            req.output_ids.append(token_ids[row])
-            if req.logprobs is not None and logprobs is not None:
-                req.logprobs.append(logprobs[row])
-            self.replay.sampled(req, stored[row])
-            return self._check_finished(req)
+            done = self._append(req, token_ids[row], logprobs, row, stored[row])
+            draft = drafts[row]
+            if not draft:
+                return done
+            taken = 0  # draft tokens now in the output, which have K/V
+            for token, logprob, dist in verified.get(row, ()):
+                if done:
+                    break
+                taken += 1
+                done = self._append(req, token, [logprob], 0, dist)
+            req.num_kv -= len(draft) - taken  # the rejected draft's K/V is dropped
+            self._stats.num_draft_tokens += len(draft)
+            self._stats.num_accepted_draft_tokens += taken
+            return done
 
         finished = self.scheduler.commit(items, generation, take_token)
         for req in finished:
             self._retire(req)
         return finished
+
+    def _append(
+        self,
+        req: Request,
+        token: int,
+        logprobs: list[float] | None,
+        row: int,
+        dist: StoredDistribution | None,
+    ) -> bool:
+        """Give `req` a token the model computed now; True if that finished it."""
+        req.output_ids.append(token)
+        if req.logprobs is not None and logprobs is not None:
+            req.logprobs.append(logprobs[row])
+        self.replay.sampled(req, dist)
+        return self._check_finished(req)
+
+    def _verify_drafts(
+        self,
+        logits: torch.Tensor,
+        blocks: list[int],
+        sampled: list[Request],
+        drafts: list[tuple[int, ...]],
+        first_tokens: list[int],
+    ) -> dict[int, list[tuple[int, float, StoredDistribution | None]]]:
+        """Sample the draft positions the way decode steps would (drafts.py): row i of a
+        request's block only once the token sampled at row i - 1 equals draft[i - 1], each
+        with one draw of its generator (`blocks`: each request's first row). Returns, per
+        sampled request index, its tokens after the first (token, raw logprob, stored
+        distribution); the caller stops at a finish."""
+        out: dict[int, list[tuple[int, float, StoredDistribution | None]]] = {}
+        last = dict(enumerate(first_tokens))
+        depth = 0
+        active = [j for j, d in enumerate(drafts) if d and first_tokens[j] == d[0]]
+        while active:
+            depth += 1  # row `depth` of each active block: the position after draft[depth - 1]
+            reqs = [sampled[j] for j in active]
+            tokens, logprobs, stored = self.sampler(
+                logits[[blocks[j] + depth for j in active]],
+                reqs,
+                [self.replay.uses_cache(r) for r in reqs],
+            )
+            for k, j in enumerate(active):
+                lp = logprobs[k] if logprobs is not None else math.nan
+                out.setdefault(j, []).append((tokens[k], lp, stored[k]))
+                last[j] = tokens[k]
+            active = [j for j in active if depth < len(drafts[j]) and last[j] == drafts[j][depth]]
+        return out
 
     def _check_finished(self, req: Request) -> bool:
         params, token = req.params, req.output_ids[-1]

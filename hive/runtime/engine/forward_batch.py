@@ -1,7 +1,9 @@
 """One step's ragged batch: every scheduled request's new tokens in one tensor.
 
 Requests are ordered decode first (one new token each, rows
-`[0, num_decode)`), then extends (prefill chunks). For request i,
+`[0, num_decode)`), then extends (prefill chunks, and decodes that verify a
+draft: drafts.py). Request i needs the logits of its last `sample_counts[i]`
+tokens (0: none). For request i,
 `q_lens[i]` new tokens attend to `kv_lens[i]` tokens (cached + new) held in
 the pages `page_tables[i]` (also as an int64 tensor, `page_tensors[i]`).
 """
@@ -38,7 +40,7 @@ def build_forward_batch(
     start_positions: list[int],
     page_tables: list[list[int]],
     num_decode: int,
-    sample_flags: list[bool],
+    sample_counts: list[int] | list[bool],
     device: torch.device | str,
     page_tensors: list[torch.Tensor] | None = None,
 ) -> ForwardBatch:
@@ -48,13 +50,12 @@ def build_forward_batch(
     input_ids: list[int] = []
     positions: list[int] = []
     q_lens, kv_lens, sample_rows = [], [], []
-    for chunk, start, sample in zip(token_chunks, start_positions, sample_flags, strict=True):
+    for chunk, start, count in zip(token_chunks, start_positions, sample_counts, strict=True):
         input_ids.extend(chunk)
         positions.extend(range(start, start + len(chunk)))
         q_lens.append(len(chunk))
         kv_lens.append(start + len(chunk))
-        if sample:
-            sample_rows.append(len(input_ids) - 1)
+        sample_rows.extend(range(len(input_ids) - int(count), len(input_ids)))
     return ForwardBatch(
         input_ids=torch.tensor(input_ids, dtype=torch.long, device=device),
         positions=torch.tensor(positions, dtype=torch.long, device=device),

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
+from hive.runtime.engine.drafts import Continuations, index_path, path_confidences
 from hive.runtime.engine.sampling_params import SamplingParams
 from hive.runtime.engine.stored_distribution import OVERHEAD_BYTES, StoredDistribution
 
@@ -79,6 +80,8 @@ class LogitsCache:
         self.budget_bytes = budget_bytes
         self.entries: dict[tuple, TrieNode] = {}  # key -> root
         self.completed: dict[tuple, list[list[int]]] = {}  # key -> finished paths, oldest first
+        self.continuations: dict[tuple, Continuations] = {}  # key -> drafts (drafts.py)
+        self._confidences: dict[tuple, list[list[float]]] = {}  # of the completed paths
         # Nodes holding a distribution, least recently used first (id(node) -> node).
         self._lru: OrderedDict[int, TrieNode] = OrderedDict()
         self.stats = LogitsCacheStats()
@@ -131,12 +134,22 @@ class LogitsCache:
         return node.alive
 
     def complete_path(self, key: tuple, tokens: list[int], keep: int = 64) -> None:
-        """Record a finished path of `key` (hotspot mode re-samples from these)."""
+        """Record a finished path of `key` (hotspot mode re-samples from these, drafts
+        come from them)."""
         if key not in self.entries:
             return
         paths = self.completed.setdefault(key, [])
         paths.append(tokens)
-        del paths[:-keep]
+        confidences = self._confidences.setdefault(key, [])
+        confidences.append(path_confidences(self.entries[key], tokens))
+        continuations = self.continuations.setdefault(key, {})
+        if len(paths) > keep:
+            del paths[:-keep], confidences[:-keep]
+            continuations.clear()  # re-indexed from the kept paths only
+            for path, confidence in zip(paths, confidences, strict=True):
+                index_path(continuations, path, confidence)
+        else:
+            index_path(continuations, tokens, confidences[-1])
 
     # -- memory ---------------------------------------------------------------------------
 
@@ -173,6 +186,8 @@ class LogitsCache:
             if parent is None:
                 del self.entries[current.entry_key]
                 self.completed.pop(current.entry_key, None)
+                self.continuations.pop(current.entry_key, None)
+                self._confidences.pop(current.entry_key, None)
             else:
                 del parent.children[current.token]
             current = parent

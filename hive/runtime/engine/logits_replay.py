@@ -14,12 +14,16 @@ A replayed token has no K/V yet. A request that leaves the trie with several
 such tokens takes whatever prefix the radix cache holds, after any running
 sibling of its key that computed those tokens has handed its pages to the
 cache, and the rest is prefilled in chunks like a preempted request.
+
+Off the trie, a decoding request still borrows from the key's finished paths:
+`propose_drafts` gives it a draft, which the step verifies (drafts.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from hive.runtime.engine.drafts import propose
 from hive.runtime.engine.hotspot import branch_point
 from hive.runtime.engine.logits_cache import LogitsCache, TrieNode, distribution_key
 from hive.runtime.engine.request import Request, RequestStatus
@@ -151,6 +155,32 @@ class LogitsReplay:
             if self._push(req, t, logprob):
                 return True
         return False
+
+    def propose_drafts(self, requests: Iterable[Request], max_len: int, max_context: int) -> None:
+        """Give each decoding request of the cache its draft for this step (drafts.py):
+        up to `max_len` tokens, within its max_tokens and the context (the step may add
+        the draft and one more token). None for a request with penalties (its rows'
+        contexts would differ) or one waiting for another's row."""
+        for req in requests:
+            req.draft = ()
+            if (
+                max_len <= 0
+                or not self.uses_cache(req)
+                or req.status is not RequestStatus.RUNNING
+                or req.num_pending != 1
+                or req.parked
+                or req.pending_uniform is not None
+                or not req.output_ids
+                or req.params.has_penalties
+            ):
+                continue
+            room = min(
+                max_len,
+                req.params.max_tokens - len(req.output_ids) - 1,
+                max_context - req.num_tokens - 1,
+            )
+            continuations = self.cache.continuations.get(cache_key(req))
+            req.draft = propose(continuations, req.output_ids, room)
 
     # -- the forward pass's side ----------------------------------------------------------
 

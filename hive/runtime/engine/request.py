@@ -69,6 +69,7 @@ class Request:
         "lc_node",
         "pending_uniform",
         "parked",
+        "draft",
     )
 
     def __init__(
@@ -119,6 +120,7 @@ class Request:
         self.lc_node: TrieNode | None = None
         self.pending_uniform: float | None = None
         self.parked = False
+        self.draft: tuple[int, ...] = ()  # tokens to verify with the next one (drafts.py)
 
     @property
     def page_ids(self) -> list[int]:

@@ -44,18 +44,23 @@ class ScheduledRequest(NamedTuple):
     start: int  # num_kv before this step
     extend_len: int
     is_sampled: bool
+    draft: tuple[int, ...] = ()  # a decode that verifies these tokens too (drafts.py)
 
 
 class Schedule(NamedTuple):
-    items: list[ScheduledRequest]  # one-token rows first, then longer extends
+    # One-token rows first, then decodes with a draft, then longer extends.
+    items: list[ScheduledRequest]
     num_decode: int  # one-token sampled rows: decodes, and prompts one token from done
     failed: list[Request]  # requests that can never fit; finished with an error
 
 
 def generation_rows(items: list[ScheduledRequest]) -> list[bool]:
-    """Per row: a decode step of a request already generating (the rest computes prompt
-    tokens, or a preempted request's tokens again)."""
-    return [item.extend_len == 1 and bool(item.request.output_ids) for item in items]
+    """Per row: a decode step of a request already generating, with or without a draft
+    (the rest computes prompt tokens, or a preempted request's tokens again)."""
+    return [
+        (item.extend_len == 1 or bool(item.draft)) and bool(item.request.output_ids)
+        for item in items
+    ]
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -113,17 +118,26 @@ class Scheduler:
         """Reserve pages for up to `num_tokens` more tokens of `req`; return how many fit.
         Cached nodes for which `keep` is true are not evicted for them."""
         allocator, ps = self.pool.allocator, self.pool.page_size
-        need = self.pool.pages_for(req.num_kv + num_tokens) - len(req.page_ids)
+        # (A request may hold pages past its tokens: those of a rejected draft.)
+        need = max(0, self.pool.pages_for(req.num_kv + num_tokens) - len(req.page_ids))
         if need > allocator.num_free:
             self.cache.evict(need - allocator.num_free, keep)
         need = min(need, allocator.num_free)
         fit = min(num_tokens, (len(req.page_ids) + need) * ps - req.num_kv)
         if fit <= 0:
             return 0
-        req.pages.extend(
-            allocator.allocate(self.pool.pages_for(req.num_kv + fit) - len(req.page_ids))
-        )
+        more = self.pool.pages_for(req.num_kv + fit) - len(req.page_ids)
+        if more > 0:
+            req.pages.extend(allocator.allocate(more))
         return fit
+
+    def _draft_room(self, req: Request, budget: int) -> tuple[int, ...]:
+        """The part of `req`'s draft that fits in the step's budget and in the pages it
+        holds or that are free: a draft never evicts or preempts anything."""
+        if not req.draft or budget < 2:
+            return ()
+        room = (len(req.page_ids) + self.pool.allocator.num_free) * self.pool.page_size
+        return req.draft[: max(0, min(budget, room - req.num_kv) - 1)]
 
     def cache_prefix(self, req: Request) -> None:
         """Hand the whole pages of `req`'s computed tokens to the radix cache, keep a lock."""
@@ -226,6 +240,7 @@ class Scheduler:
                 reclaimed = self._reclaim_slots(entitled)
         preemptions_before = self.stats.num_preemptions
 
+        drafted: list[ScheduledRequest] = []
         for req in list(self.running):
             if (
                 req.status is not RequestStatus.RUNNING
@@ -234,7 +249,9 @@ class Scheduler:
                 or req.parked
             ):
                 continue
-            while not self._reserve_upto(req, 1):
+            draft = self._draft_room(req, budget)
+            fit = self._reserve_upto(req, 1 + len(draft)) if draft else 0
+            while not fit and not self._reserve_upto(req, 1):
                 # The victim is the lowest-priority youngest request, `req` included:
                 # a low-priority request never takes pages from a higher one.
                 victim = self._pick_victim(scheduled)
@@ -246,14 +263,19 @@ class Scheduler:
                 if entitled is not None:
                     entitled.running[agent_key(victim)] -= 1
             else:
-                items.append(ScheduledRequest(req, req.num_kv, 1, True))
+                fit = max(fit, 1)
+                if fit > 1:
+                    drafted.append(ScheduledRequest(req, req.num_kv, fit, True, draft[: fit - 1]))
+                else:
+                    items.append(ScheduledRequest(req, req.num_kv, 1, True))
                 scheduled.add(req.rid)
-                budget -= 1
+                budget -= fit
                 continue
             self._fail_or_preempt(req, failed)
             if entitled is not None and req.status is not RequestStatus.RUNNING:
                 entitled.running[agent_key(req)] -= 1
         num_decode = len(items)
+        items += drafted  # decodes with a draft: the engine runs their rows as decode rows
 
         # After a preemption the pool is short: admitting now would only take pages
         # that the next decode step preempts again (thrashing).
@@ -278,7 +300,7 @@ class Scheduler:
         one_token = [i for i in items[num_decode:] if i.extend_len == 1 and i.is_sampled]
         if one_token:
             rest = [i for i in items[num_decode:] if not (i.extend_len == 1 and i.is_sampled)]
-            items[num_decode:] = one_token + rest
+            items[num_decode:] = one_token + rest  # (rest begins with the drafted)
             num_decode += len(one_token)
         return Schedule(items, num_decode, failed)
 

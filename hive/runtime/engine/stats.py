@@ -14,6 +14,8 @@ class EngineStats:
     num_evicted_pages: int = 0
     num_preemptions: int = 0
     num_reclaimed_slots: int = 0  # preemptions that gave an agent back its share of slots
+    num_draft_tokens: int = 0  # Logits Cache drafts verified (drafts.py)
+    num_accepted_draft_tokens: int = 0  # of those: tokens the sampler took
     num_finished: int = 0
     num_failed: int = 0
     forward_seconds: float = 0.0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 
 import torch
 
@@ -94,6 +94,16 @@ class StoredDistribution:
         widths = [hi - lo for lo, hi in zip(self._lo, self._hi, strict=True)]
         mass = sum(widths)
         return [w / mass for w in widths]
+
+    def probability(self, token: int) -> float:
+        """The sampler's probability of `token` (its share of the targets; 0 if not kept)."""
+        self._ensure()
+        if len(self._ids) == 1:
+            return 1.0 if self._ids[0] == token else 0.0
+        i = bisect_left(self._ids, token)
+        if i == len(self._ids) or self._ids[i] != token:
+            return 0.0
+        return (self._hi[i] - self._lo[i]) / self.total
 
     @property
     def entropy(self) -> float:
