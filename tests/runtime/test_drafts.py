@@ -178,3 +178,36 @@ def test_bad_draft_tokens_is_a_clear_error(hf):
     for bad in (-1, 1.5, True):
         with pytest.raises(EngineError, match="draft_tokens"):
             Engine.from_hf(hf, draft_tokens=bad)
+
+
+def test_a_draft_takes_only_pages_no_decode_needs(hf):
+    """Two decoding requests, two free pages: each decode gets its token, neither
+    draft a page, and nobody is preempted for a draft."""
+    prompts = prompts_for(9, [20, 20])
+    engine = Engine.from_hf(hf, kv_cache_tokens=42, max_batch_tokens=64)
+    a, b = (engine.add_request(p, params("exact", temperature=0.9))[0] for p in prompts)
+    engine.step()  # both prompts, and their first tokens
+    assert engine.pool.allocator.num_free == 2 and a.num_pending == b.num_pending == 1
+    a.draft = b.draft = (1, 2, 3)
+    schedule = engine.scheduler.schedule()
+    assert [(i.request, i.extend_len, i.draft) for i in schedule.items] == [(a, 1, ()), (b, 1, ())]
+    assert engine.stats()["num_preemptions"] == 0
+    engine.scheduler.check_invariants()
+
+
+def test_a_draft_uses_free_pages_and_gives_back_what_it_did_not_take(hf, monkeypatch):
+    (ids,) = prompts_for(10, [20])
+    engine = Engine.from_hf(hf, kv_cache_tokens=256)
+    (req,) = engine.add_request(ids, params("exact", temperature=0.9))
+    engine.step()
+    engine.step()  # two tokens out: a decoding request
+    free = engine.pool.allocator.num_free
+    monkeypatch.setattr(logits_replay, "propose", lambda c, out, n: (319, 318, 317)[:n])
+    engine.step()  # a draft of 3 tokens that is almost surely wrong from its first
+    stats = engine.stats()
+    assert stats["num_draft_tokens"] == 3
+    taken = stats["num_accepted_draft_tokens"]
+    assert req.num_kv == len(ids) + 2 + taken and req.num_pending == 1
+    assert len(req.page_ids) == req.num_kv  # the rejected draft's pages are back
+    assert engine.pool.allocator.num_free == free - 1 - taken
+    engine.scheduler.check_invariants()

@@ -8,15 +8,15 @@ each of its tokens, a request looks up its last two tokens in the finished
 paths of its key (the most recent occurrence) and proposes the tokens that
 followed there, at most `EngineConfig.draft_tokens` of them.
 
-The step then runs the request's last token and the draft together (one
-extend of 1 + k tokens instead of one decode row) and samples each position
-in turn with the request's own generator, exactly as k + 1 decode steps
-would: position i is sampled only if the token sampled before it equals the
+The step then runs the request's last token and the draft together (k + 1
+decode rows on the request's pages instead of one) and samples each position
+in turn with the request's own generator, as k + 1 decode steps would: position i is sampled only if the token sampled before it equals the
 draft's token there, so its distribution is the one the model would compute
 for this path. The first mismatch (or a stop) ends it; the K/V written for
-the rejected draft tokens is dropped (`num_kv` goes back). So a request's
-tokens do not depend on the drafts (the exactness contract), only the number
-of sequential steps does: each accepted draft token is one step fewer. On a
+the rejected draft tokens is dropped (`num_kv` goes back, their pages are
+freed). So a request's tokens do not depend on the drafts (the exactness
+contract; as with any batch, the rows' logits may differ from a lone decode
+row's in the last float bits), only the number of sequential steps does: each accepted draft token is one step fewer. On a
 CPU a decode step costs about the same for 1 or 8 rows (the weights are
 read once either way), so a few more rows cost far less than the steps they
 save when a quarter of the drafted tokens are taken (BENCHMARKS.md).

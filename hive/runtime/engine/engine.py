@@ -114,7 +114,9 @@ class Engine(AsyncServing):
             admission=config.admission,
         )
         self.sampler = Sampler()
-        self.logits_cache = LogitsCache(int(config.logits_cache_mb * 2**20))
+        self.logits_cache = LogitsCache(
+            int(config.logits_cache_mb * 2**20), index_drafts=config.draft_tokens > 0
+        )
         self.replay = LogitsReplay(self.logits_cache, self.scheduler, self._check_finished)
         self.device = device
         # With record_trace, every finished request, for replay.replay(..., policy=...).
@@ -317,6 +319,8 @@ class Engine(AsyncServing):
                 taken += 1
                 done = self._append(req, token, [logprob], 0, dist)
             req.num_kv -= len(draft) - taken  # the rejected draft's K/V is dropped
+            if not done:
+                self.scheduler.trim_pages(req)
             self._stats.num_draft_tokens += len(draft)
             self._stats.num_accepted_draft_tokens += taken
             return done

@@ -1,9 +1,10 @@
 """One step's ragged batch: every scheduled request's new tokens in one tensor.
 
 Requests are ordered decode first (one new token each, rows
-`[0, num_decode)`), then extends (prefill chunks, and decodes that verify a
-draft: drafts.py). Request i needs the logits of its last `sample_counts[i]`
-tokens (0: none). For request i,
+`[0, num_decode)`; a decode that verifies a draft (drafts.py) is one such
+row per position, on the same pages), then extends (prefill chunks). Request
+i needs the logits of its last `sample_counts[i]` tokens (0: none). For
+request i,
 `q_lens[i]` new tokens attend to `kv_lens[i]` tokens (cached + new) held in
 the pages `page_tables[i]` (also as an int64 tensor, `page_tensors[i]`).
 """

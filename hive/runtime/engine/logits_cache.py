@@ -76,8 +76,9 @@ class LogitsCacheStats:
 
 
 class LogitsCache:
-    def __init__(self, budget_bytes: int) -> None:
+    def __init__(self, budget_bytes: int, index_drafts: bool = True) -> None:
         self.budget_bytes = budget_bytes
+        self.index_drafts = index_drafts  # keep the finished paths' drafts (drafts.py)
         self.entries: dict[tuple, TrieNode] = {}  # key -> root
         self.completed: dict[tuple, list[list[int]]] = {}  # key -> finished paths, oldest first
         self.continuations: dict[tuple, Continuations] = {}  # key -> drafts (drafts.py)
@@ -140,6 +141,9 @@ class LogitsCache:
             return
         paths = self.completed.setdefault(key, [])
         paths.append(tokens)
+        if not self.index_drafts:
+            del paths[:-keep]
+            return
         confidences = self._confidences.setdefault(key, [])
         confidences.append(path_confidences(self.entries[key], tokens))
         continuations = self.continuations.setdefault(key, {})

@@ -50,6 +50,11 @@ class PageList:
             self.ids[: len(pages)] = pages
             self._mirror.invalidate(first)
 
+    def truncate(self, length: int) -> None:
+        """Keep the first `length` pages."""
+        del self.ids[length:]
+        self._mirror.invalidate(length)
+
     def reset(self, pages: Sequence[int] = ()) -> None:
         self.ids = list(pages)
         self._mirror.invalidate()

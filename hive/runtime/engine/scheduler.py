@@ -50,7 +50,9 @@ class ScheduledRequest(NamedTuple):
 class Schedule(NamedTuple):
     # One-token rows first, then decodes with a draft, then longer extends.
     items: list[ScheduledRequest]
-    num_decode: int  # one-token sampled rows: decodes, and prompts one token from done
+    # The one-token rows (decodes, and prompts one token from done); decodes with a draft
+    # follow them (the engine runs each of their positions as a decode row too).
+    num_decode: int
     failed: list[Request]  # requests that can never fit; finished with an error
 
 
@@ -118,26 +120,41 @@ class Scheduler:
         """Reserve pages for up to `num_tokens` more tokens of `req`; return how many fit.
         Cached nodes for which `keep` is true are not evicted for them."""
         allocator, ps = self.pool.allocator, self.pool.page_size
-        # (A request may hold pages past its tokens: those of a rejected draft.)
-        need = max(0, self.pool.pages_for(req.num_kv + num_tokens) - len(req.page_ids))
+        need = self.pool.pages_for(req.num_kv + num_tokens) - len(req.page_ids)
         if need > allocator.num_free:
             self.cache.evict(need - allocator.num_free, keep)
         need = min(need, allocator.num_free)
         fit = min(num_tokens, (len(req.page_ids) + need) * ps - req.num_kv)
         if fit <= 0:
             return 0
-        more = self.pool.pages_for(req.num_kv + fit) - len(req.page_ids)
-        if more > 0:
-            req.pages.extend(allocator.allocate(more))
+        req.pages.extend(
+            allocator.allocate(self.pool.pages_for(req.num_kv + fit) - len(req.page_ids))
+        )
         return fit
 
-    def _draft_room(self, req: Request, budget: int) -> tuple[int, ...]:
-        """The part of `req`'s draft that fits in the step's budget and in the pages it
-        holds or that are free: a draft never evicts or preempts anything."""
-        if not req.draft or budget < 2:
-            return ()
-        room = (len(req.page_ids) + self.pool.allocator.num_free) * self.pool.page_size
-        return req.draft[: max(0, min(budget, room - req.num_kv) - 1)]
+    def _add_drafts(self, decodes: list[ScheduledRequest], budget: int) -> None:
+        """Once the step is otherwise scheduled: the drafts of `decodes` that fit in the
+        budget left and in pages still free (a draft never evicts, preempts or delays
+        anything), their items moved after the plain decode rows."""
+        plain, drafted = [], []
+        for item in decodes:
+            req = item.request
+            room = (len(req.page_ids) + self.pool.allocator.num_free) * self.pool.page_size
+            draft = req.draft[: max(0, min(budget, room - req.num_kv - 1))]
+            if not draft:
+                plain.append(item)
+                continue
+            self._reserve_upto(req, 1 + len(draft))  # fits: free pages only
+            drafted.append(item._replace(extend_len=1 + len(draft), draft=draft))
+            budget -= len(draft)
+        decodes[:] = plain + drafted
+
+    def trim_pages(self, req: Request) -> None:
+        """Give back the pages past `req`'s K/V (a rejected draft's), as a decode holds."""
+        keep = self.pool.pages_for(req.num_kv)
+        if len(req.page_ids) > keep:
+            self.pool.allocator.free(req.page_ids[keep:])
+            req.pages.truncate(keep)
 
     def cache_prefix(self, req: Request) -> None:
         """Hand the whole pages of `req`'s computed tokens to the radix cache, keep a lock."""
@@ -240,7 +257,6 @@ class Scheduler:
                 reclaimed = self._reclaim_slots(entitled)
         preemptions_before = self.stats.num_preemptions
 
-        drafted: list[ScheduledRequest] = []
         for req in list(self.running):
             if (
                 req.status is not RequestStatus.RUNNING
@@ -249,9 +265,7 @@ class Scheduler:
                 or req.parked
             ):
                 continue
-            draft = self._draft_room(req, budget)
-            fit = self._reserve_upto(req, 1 + len(draft)) if draft else 0
-            while not fit and not self._reserve_upto(req, 1):
+            while not self._reserve_upto(req, 1):
                 # The victim is the lowest-priority youngest request, `req` included:
                 # a low-priority request never takes pages from a higher one.
                 victim = self._pick_victim(scheduled)
@@ -263,19 +277,14 @@ class Scheduler:
                 if entitled is not None:
                     entitled.running[agent_key(victim)] -= 1
             else:
-                fit = max(fit, 1)
-                if fit > 1:
-                    drafted.append(ScheduledRequest(req, req.num_kv, fit, True, draft[: fit - 1]))
-                else:
-                    items.append(ScheduledRequest(req, req.num_kv, 1, True))
+                items.append(ScheduledRequest(req, req.num_kv, 1, True))
                 scheduled.add(req.rid)
-                budget -= fit
+                budget -= 1
                 continue
             self._fail_or_preempt(req, failed)
             if entitled is not None and req.status is not RequestStatus.RUNNING:
                 entitled.running[agent_key(req)] -= 1
         num_decode = len(items)
-        items += drafted  # decodes with a draft: the engine runs their rows as decode rows
 
         # After a preemption the pool is short: admitting now would only take pages
         # that the next decode step preempts again (thrashing).
@@ -288,7 +297,13 @@ class Scheduler:
                 budget = self._admit(items, scheduled, budget, entitled, skip=reclaimed)
         budget = self._extend_running(items, scheduled, budget)
         if admit:
-            self._admit(items, scheduled, budget, skip=reclaimed)
+            budget = self._admit(items, scheduled, budget, skip=reclaimed)
+        if any(item.request.draft for item in items[:num_decode]):
+            # Last, so drafts take only what no decode, chunk or admission needed.
+            decodes = items[:num_decode]
+            self._add_drafts(decodes, budget)
+            items[:num_decode] = decodes
+            num_decode -= sum(1 for item in decodes if item.draft)
 
         if not items and self.running:
             victim = self._pick_victim(set())

@@ -96,13 +96,17 @@ class StoredDistribution:
         return [w / mass for w in widths]
 
     def probability(self, token: int) -> float:
-        """The sampler's probability of `token` (its share of the targets; 0 if not kept)."""
-        self._ensure()
-        if len(self._ids) == 1:
-            return 1.0 if self._ids[0] == token else 0.0
-        i = bisect_left(self._ids, token)
-        if i == len(self._ids) or self._ids[i] != token:
+        """The sampler's probability of `token` (0 if not kept): its processed value over
+        the row's total while the intervals are not computed (most rows are never
+        replayed), else its share of the targets."""
+        ids = self._ids
+        i = bisect_left(ids, token)
+        if i == len(ids) or ids[i] != token:
             return 0.0
+        if self._values is not None:
+            return self._values[i] / self.total
+        if len(ids) == 1:
+            return 1.0
         return (self._hi[i] - self._lo[i]) / self.total
 
     @property
