@@ -10,16 +10,19 @@ followed there, at most `EngineConfig.draft_tokens` of them.
 
 The step then runs the request's last token and the draft together (k + 1
 decode rows on the request's pages instead of one) and samples each position
-in turn with the request's own generator, as k + 1 decode steps would: position i is sampled only if the token sampled before it equals the
-draft's token there, so its distribution is the one the model would compute
-for this path. The first mismatch (or a stop) ends it; the K/V written for
-the rejected draft tokens is dropped (`num_kv` goes back, their pages are
+in turn with the request's own generator, as k + 1 decode steps would:
+position i is sampled only if the token sampled before it equals the draft's
+token there, so its distribution is the one the model computes for this
+path. The first mismatch (or a stop) ends it; the K/V written for the
+rejected draft tokens is dropped (`num_kv` goes back, their pages are
 freed). So a request's tokens do not depend on the drafts (the exactness
-contract; as with any batch, the rows' logits may differ from a lone decode
-row's in the last float bits), only the number of sequential steps does: each accepted draft token is one step fewer. On a
-CPU a decode step costs about the same for 1 or 8 rows (the weights are
-read once either way), so a few more rows cost far less than the steps they
-save when a quarter of the drafted tokens are taken (BENCHMARKS.md).
+contract; as in any batch, a row's logits may differ from a lone decode
+row's in the last float bits), only the number of sequential steps does:
+each accepted draft token is one step fewer. A CPU decode step reads all the
+weights whatever its rows (the default model's GEMMs: 64 ms for 1 row, 78 ms
+for 8 on the Zen 3 machine), so a few more rows cost less than the steps they
+save; the confidence cut keeps the rows to those likely to be taken
+(BENCHMARKS.md, "Logits Cache drafts").
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ if TYPE_CHECKING:
     from hive.runtime.engine.logits_cache import TrieNode
 
 # A draft ends before the token at which the chance that it is taken whole, by the
-# earlier path's own probabilities, falls below this (BENCHMARKS.md, "drafts").
+# earlier path's own probabilities, falls below this (BENCHMARKS.md: 0.2 drafted 31%
+# more tokens for the same steps).
 MIN_DRAFT_CONFIDENCE = 0.5
 
 # (second-last, last token) -> (the path, its tokens' probabilities, the index in it of

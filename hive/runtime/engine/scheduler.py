@@ -3,10 +3,12 @@
 Each step: (1) every running request that is decoding gets one token, (2)
 running requests mid-prefill get their next chunk, (3) waiting requests are
 admitted (prefix matched in the radix cache, the rest computed in chunks),
-all within `max_batch_tokens` and `max_running_requests`. When the pool runs
-out, unreferenced cache leaves are evicted first, then the youngest running
-requests are preempted: their computed K/V goes into the radix cache (so
-re-admission may hit it) and they wait to be recomputed.
+all within `max_batch_tokens` and `max_running_requests`, and last (4) the
+Logits Cache drafts of decoding requests from what budget and free pages are
+left (drafts.py). When the pool runs out, unreferenced cache leaves are
+evicted first, then the youngest running requests are preempted: their
+computed K/V goes into the radix cache (so re-admission may hit it) and they
+wait to be recomputed.
 
 A waiting request whose prompt shares a longer prefix with a request still
 prefilling than with the cache waits one step, so the shared part is
