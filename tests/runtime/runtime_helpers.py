@@ -35,6 +35,20 @@ TINY = dict(
 )
 
 
+# Every kind of sampling the Logits Cache must replay exactly (parameters of SamplingParams).
+SAMPLING_KINDS = {
+    "greedy": dict(temperature=0),
+    "temperature": dict(temperature=0.9),
+    "top_k": dict(temperature=0.8, top_k=5),
+    "top_p": dict(temperature=0.7, top_p=0.9),
+    "min_p": dict(temperature=1.0, min_p=0.1),
+    "penalties": dict(
+        temperature=0.8, top_p=0.95, repetition_penalty=1.3, frequency_penalty=0.4,
+        presence_penalty=0.2,
+    ),
+}  # fmt: skip
+
+
 def make_tiny(kind: str = "llama") -> torch.nn.Module:
     torch.manual_seed(0)
     if kind == "llama":

@@ -5,25 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from runtime_helpers import make_tiny, prompts_for
+from runtime_helpers import SAMPLING_KINDS, prompts_for
 
 from hive.runtime import Engine, SamplingParams
 from hive.runtime.engine import drafts, logits_replay
 from hive.runtime.engine.drafts import index_path, propose
 from hive.runtime.engine.errors import EngineError
 
-SAMPLING = {
-    "greedy": dict(temperature=0),
-    "temperature": dict(temperature=0.9),
-    "top_k": dict(temperature=0.8, top_k=5),
-    "top_p": dict(temperature=0.7, top_p=0.9),
-    "min_p": dict(temperature=1.0, min_p=0.1),
-}
-
-
-@pytest.fixture(scope="module")
-def hf():
-    return make_tiny("llama")
+# Penalties are left out: a request with them gets no drafts.
+SAMPLING = {kind: p for kind, p in SAMPLING_KINDS.items() if kind != "penalties"}
 
 
 def params(mode=None, **kw):
@@ -77,13 +67,13 @@ def run(engine, prompt, p):
 
 @pytest.mark.parametrize("kind", list(SAMPLING))
 @pytest.mark.parametrize("wrong_at", [None, 0, 2])
-def test_verified_drafts_give_the_tokens_of_decode_steps(hf, monkeypatch, kind, wrong_at):
+def test_verified_drafts_give_the_tokens_of_decode_steps(tiny_llama, monkeypatch, kind, wrong_at):
     (ids,) = prompts_for(3, [20])
     p = dict(n=4, **SAMPLING[kind])
-    off = Engine.from_hf(hf, kv_cache_tokens=1024)
+    off = Engine.from_hf(tiny_llama, kv_cache_tokens=1024)
     expected = run(off, ids, params(**p))
     oracle(monkeypatch, expected, wrong_at)
-    drafting = Engine.from_hf(hf, kv_cache_tokens=1024, draft_tokens=4)
+    drafting = Engine.from_hf(tiny_llama, kv_cache_tokens=1024, draft_tokens=4)
     assert run(drafting, ids, params("exact", **p)) == expected
     stats = drafting.stats()
     assert stats["num_draft_tokens"] > 0
@@ -97,10 +87,12 @@ def test_verified_drafts_give_the_tokens_of_decode_steps(hf, monkeypatch, kind, 
 
 
 @pytest.mark.parametrize("page_size", [1, 4])
-def test_drafts_with_logprobs_stop_tokens_pages_and_a_small_pool(hf, monkeypatch, page_size):
+def test_drafts_with_logprobs_stop_tokens_pages_and_a_small_pool(
+    tiny_llama, monkeypatch, page_size
+):
     (ids,) = prompts_for(4, [30])
     p = params(n=6, temperature=0.8, top_p=0.95, logprobs=True)
-    off = Engine.from_hf(hf, kv_cache_tokens=1024, page_size=page_size)
+    off = Engine.from_hf(tiny_llama, kv_cache_tokens=1024, page_size=page_size)
     expected_completions = off.generate(ids, p)
     expected = [c.token_ids for c in expected_completions]
     # A stop token inside a draft: the path ends there, as it did without drafts.
@@ -110,7 +102,7 @@ def test_drafts_with_logprobs_stop_tokens_pages_and_a_small_pool(hf, monkeypatch
     oracle(monkeypatch, expected + expected_stopped)
     for kv_tokens in (1024, 120):  # 120: six paths of ~54 tokens preempt each other
         drafting = Engine.from_hf(
-            hf, kv_cache_tokens=kv_tokens, page_size=page_size, draft_tokens=3
+            tiny_llama, kv_cache_tokens=kv_tokens, page_size=page_size, draft_tokens=3
         )
         got = drafting.generate(ids, replace(p, logits_cache="exact"))
         drafting.scheduler.check_invariants()
@@ -124,23 +116,23 @@ def test_drafts_with_logprobs_stop_tokens_pages_and_a_small_pool(hf, monkeypatch
         drafting.scheduler.check_invariants()
 
 
-def test_drafts_never_run_past_max_tokens_or_the_context(hf, monkeypatch):
+def test_drafts_never_run_past_max_tokens_or_the_context(tiny_llama, monkeypatch):
     (ids,) = prompts_for(6, [40])
-    off = Engine.from_hf(hf, kv_cache_tokens=1024, max_context=60)
+    off = Engine.from_hf(tiny_llama, kv_cache_tokens=1024, max_context=60)
     p = params(n=3, temperature=0.9, max_tokens=30)
     expected = run(off, ids, p)
     assert max(len(t) for t in expected) == 20  # the context ends first
     oracle(monkeypatch, expected)
-    drafting = Engine.from_hf(hf, kv_cache_tokens=1024, max_context=60, draft_tokens=8)
+    drafting = Engine.from_hf(tiny_llama, kv_cache_tokens=1024, max_context=60, draft_tokens=8)
     assert run(drafting, ids, params("exact", n=3, temperature=0.9, max_tokens=30)) == expected
     short = run(off, ids, params(n=3, temperature=0.9, max_tokens=7))
     oracle(monkeypatch, short)
     assert run(drafting, ids, params("exact", n=3, temperature=0.9, max_tokens=7)) == short
 
 
-def test_no_drafts_without_the_cache_with_penalties_or_when_off(hf, monkeypatch):
+def test_no_drafts_without_the_cache_with_penalties_or_when_off(tiny_llama, monkeypatch):
     (ids,) = prompts_for(7, [20])
-    truth = run(Engine.from_hf(hf, kv_cache_tokens=1024), ids, params(n=2, temperature=0.9))
+    truth = run(Engine.from_hf(tiny_llama, kv_cache_tokens=1024), ids, params(n=2, temperature=0.9))
     oracle(monkeypatch, truth)
     for options, mode, extra in [
         ({}, None, {}),  # cache off for this request
@@ -148,7 +140,7 @@ def test_no_drafts_without_the_cache_with_penalties_or_when_off(hf, monkeypatch)
         ({"logits_cache_mb": 0}, "exact", {}),
         ({}, "exact", {"repetition_penalty": 1.2}),
     ]:
-        engine = Engine.from_hf(hf, kv_cache_tokens=1024, **options)
+        engine = Engine.from_hf(tiny_llama, kv_cache_tokens=1024, **options)
         engine.generate(ids, params(mode, n=2, temperature=0.9, **extra))
         assert engine.stats()["num_draft_tokens"] == 0
 
@@ -174,17 +166,17 @@ def test_resampling_on_the_default_model_takes_drafts_and_stays_exact(smollm):
     assert stats["num_steps"] < off.stats()["num_steps"]
 
 
-def test_bad_draft_tokens_is_a_clear_error(hf):
+def test_bad_draft_tokens_is_a_clear_error(tiny_llama):
     for bad in (-1, 1.5, True):
         with pytest.raises(EngineError, match="draft_tokens"):
-            Engine.from_hf(hf, draft_tokens=bad)
+            Engine.from_hf(tiny_llama, draft_tokens=bad)
 
 
-def test_a_draft_takes_only_pages_no_decode_needs(hf):
+def test_a_draft_takes_only_pages_no_decode_needs(tiny_llama):
     """Two decoding requests, two free pages: each decode gets its token, neither
     draft a page, and nobody is preempted for a draft."""
     prompts = prompts_for(9, [20, 20])
-    engine = Engine.from_hf(hf, kv_cache_tokens=42, max_batch_tokens=64)
+    engine = Engine.from_hf(tiny_llama, kv_cache_tokens=42, max_batch_tokens=64)
     a, b = (engine.add_request(p, params("exact", temperature=0.9))[0] for p in prompts)
     engine.step()  # both prompts, and their first tokens
     assert engine.pool.allocator.num_free == 2 and a.num_pending == b.num_pending == 1
@@ -195,9 +187,9 @@ def test_a_draft_takes_only_pages_no_decode_needs(hf):
     engine.scheduler.check_invariants()
 
 
-def test_a_draft_uses_free_pages_and_gives_back_what_it_did_not_take(hf, monkeypatch):
+def test_a_draft_uses_free_pages_and_gives_back_what_it_did_not_take(tiny_llama, monkeypatch):
     (ids,) = prompts_for(10, [20])
-    engine = Engine.from_hf(hf, kv_cache_tokens=256)
+    engine = Engine.from_hf(tiny_llama, kv_cache_tokens=256)
     (req,) = engine.add_request(ids, params("exact", temperature=0.9))
     engine.step()
     engine.step()  # two tokens out: a decoding request

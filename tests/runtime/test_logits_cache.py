@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from runtime_helpers import TINY, make_tiny, prompts_for
+from runtime_helpers import SAMPLING_KINDS, TINY, make_tiny, prompts_for
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from hive.runtime import Engine, GenerationRequest, SamplingParams
@@ -16,18 +16,6 @@ from hive.runtime.engine.inverse_cdf import cdf_tables, sample_from_probs
 from hive.runtime.engine.logits_cache import MIN_BUDGET_BYTES
 from hive.runtime.engine.sampler import filtered_probs
 from hive.runtime.engine.stored_distribution import store_rows
-
-SAMPLING = {
-    "greedy": dict(temperature=0),
-    "temperature": dict(temperature=0.9),
-    "top_k": dict(temperature=0.8, top_k=5),
-    "top_p": dict(temperature=0.7, top_p=0.9),
-    "min_p": dict(temperature=1.0, min_p=0.1),
-    "penalties": dict(
-        temperature=0.8, top_p=0.95, repetition_penalty=1.3, frequency_penalty=0.4,
-        presence_penalty=0.2,
-    ),
-}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +36,15 @@ def tokens(completions):
     return [c.token_ids for c in completions]
 
 
-@pytest.mark.parametrize("kind", list(SAMPLING))
+@pytest.mark.parametrize("kind", list(SAMPLING_KINDS))
 def test_parallel_samples_are_identical_with_the_cache_on_and_off(hf, kind):
     (ids,) = prompts_for(20, [25])
-    expected = tokens(engine(hf).generate(ids, params(n=8, **SAMPLING[kind])))
+    expected = tokens(engine(hf).generate(ids, params(n=8, **SAMPLING_KINDS[kind])))
     cached = engine(hf)
-    assert tokens(cached.generate(ids, params("exact", n=8, **SAMPLING[kind]))) == expected
+    assert tokens(cached.generate(ids, params("exact", n=8, **SAMPLING_KINDS[kind]))) == expected
     # The same request again replays entirely from the trie: no forward pass at all.
     before = cached.stats()
-    assert tokens(cached.generate(ids, params("exact", n=8, **SAMPLING[kind]))) == expected
+    assert tokens(cached.generate(ids, params("exact", n=8, **SAMPLING_KINDS[kind]))) == expected
     after = cached.stats()
     assert after["num_steps"] == before["num_steps"]
     assert after["logits_cache_hits"] - before["logits_cache_hits"] == 8 * 16
@@ -67,10 +55,13 @@ def test_sequential_resampling_is_identical_and_reuses_positions(hf, kind):
     (ids,) = prompts_for(21, [30])
     seeds = range(100, 108)
     plain = engine(hf)
-    expected = [plain.generate(ids, params(seed=s, **SAMPLING[kind]))[0].token_ids for s in seeds]
+    expected = [
+        plain.generate(ids, params(seed=s, **SAMPLING_KINDS[kind]))[0].token_ids for s in seeds
+    ]
     cached = engine(hf)
     got = [
-        cached.generate(ids, params("exact", seed=s, **SAMPLING[kind]))[0].token_ids for s in seeds
+        cached.generate(ids, params("exact", seed=s, **SAMPLING_KINDS[kind]))[0].token_ids
+        for s in seeds
     ]
     assert got == expected
     stats = cached.stats()
@@ -104,7 +95,7 @@ def test_untruncated_rows_keep_a_head_and_draws_past_it_run_the_model(wide_hf):
 @pytest.mark.parametrize("page_size", [2, 4])
 def test_exact_with_pages_of_several_tokens(hf, page_size):
     (ids,) = prompts_for(31, [23])
-    p = dict(n=8, max_tokens=20, **SAMPLING["top_k"])
+    p = dict(n=8, max_tokens=20, **SAMPLING_KINDS["top_k"])
     expected = tokens(engine(hf).generate(ids, params(**p)))
     cached = engine(hf, page_size=page_size)
     for seed in (11, 11, 12):
@@ -119,7 +110,7 @@ def test_exact_with_pages_of_several_tokens(hf, page_size):
 
 def test_aborting_a_path_leaves_the_others_exact(hf):
     (ids,) = prompts_for(32, [20])
-    p = dict(n=6, max_tokens=20, **SAMPLING["temperature"])
+    p = dict(n=6, max_tokens=20, **SAMPLING_KINDS["temperature"])
     expected = tokens(engine(hf).generate(ids, params(**p)))
     cached = engine(hf)
     requests = cached.add_request(ids, params("exact", **p))
@@ -139,12 +130,16 @@ def test_async_submits_share_the_cache_and_stay_exact(hf):
     (ids,) = prompts_for(33, [20])
     seeds = range(5)
     plain = [
-        engine(hf).generate(ids, params(seed=s, **SAMPLING["top_p"]))[0].token_ids for s in seeds
+        engine(hf).generate(ids, params(seed=s, **SAMPLING_KINDS["top_p"]))[0].token_ids
+        for s in seeds
     ]
     cached = engine(hf)
 
     async def main():
-        reqs = [GenerationRequest(ids, params("exact", seed=s, **SAMPLING["top_p"])) for s in seeds]
+        reqs = [
+            GenerationRequest(ids, params("exact", seed=s, **SAMPLING_KINDS["top_p"]))
+            for s in seeds
+        ]
         return await asyncio.gather(*(cached.submit(r) for r in reqs))
 
     assert [r[0].token_ids for r in asyncio.run(main())] == plain
@@ -167,12 +162,12 @@ def test_exact_under_a_budget_that_forces_evictions(hf):
     (ids,) = prompts_for(23, [20])
     budget_mb = 0.03
     expected = [
-        tokens(engine(hf).generate(ids, params(n=4, seed=s, **SAMPLING["top_p"])))
+        tokens(engine(hf).generate(ids, params(n=4, seed=s, **SAMPLING_KINDS["top_p"])))
         for s in (1, 2, 3, 1)
     ]
     cached = engine(hf, logits_cache_mb=budget_mb)
     got = [
-        tokens(cached.generate(ids, params("exact", n=4, seed=s, **SAMPLING["top_p"])))
+        tokens(cached.generate(ids, params("exact", n=4, seed=s, **SAMPLING_KINDS["top_p"])))
         for s in (1, 2, 3, 1)
     ]
     assert got == expected
@@ -183,7 +178,7 @@ def test_exact_under_a_budget_that_forces_evictions(hf):
 
 def test_exact_when_the_kv_pool_forces_preemption(hf):
     (ids,) = prompts_for(24, [30])
-    p = dict(n=6, max_tokens=24, **SAMPLING["temperature"])
+    p = dict(n=6, max_tokens=24, **SAMPLING_KINDS["temperature"])
     expected = tokens(engine(hf).generate(ids, params(**p)))
     small = engine(hf, kv_cache_tokens=90)
     assert tokens(small.generate(ids, params("exact", **p))) == expected
@@ -194,15 +189,15 @@ def test_exact_when_the_kv_pool_forces_preemption(hf):
 
 def test_logprobs_and_stop_tokens_replay_like_the_model(hf):
     (ids,) = prompts_for(25, [18])
-    plain = engine(hf).generate(ids, params(n=4, logprobs=True, **SAMPLING["top_k"]))
+    plain = engine(hf).generate(ids, params(n=4, logprobs=True, **SAMPLING_KINDS["top_k"]))
     stop = plain[0].token_ids[5]
     cached = engine(hf)
     for _ in range(2):
-        got = cached.generate(ids, params("exact", n=4, logprobs=True, **SAMPLING["top_k"]))
+        got = cached.generate(ids, params("exact", n=4, logprobs=True, **SAMPLING_KINDS["top_k"]))
         assert tokens(got) == tokens(plain)
         for a, b in zip(got, plain, strict=True):
             assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
-    p = dict(n=4, stop_token_ids=(stop,), ignore_eos=True, **SAMPLING["top_k"])
+    p = dict(n=4, stop_token_ids=(stop,), ignore_eos=True, **SAMPLING_KINDS["top_k"])
     expected = engine(hf).generate(ids, params(**p))
     for _ in range(2):
         got = cached.generate(ids, params("exact", **p))
@@ -215,7 +210,11 @@ def test_keys_never_mix_contexts(hf):
     (a,) = prompts_for(26, [20])
     b = a[:-1] + [a[-1] + 1]
     cached = engine(hf)
-    runs = [(a, SAMPLING["top_p"]), (b, SAMPLING["top_p"]), (a, dict(temperature=0.71, top_p=0.9))]
+    runs = [
+        (a, SAMPLING_KINDS["top_p"]),
+        (b, SAMPLING_KINDS["top_p"]),
+        (a, dict(temperature=0.71, top_p=0.9)),
+    ]
     for ids, kw in runs + runs:
         expected = tokens(engine(hf).generate(ids, params(n=3, **kw)))
         assert tokens(cached.generate(ids, params("exact", n=3, **kw))) == expected
@@ -224,11 +223,12 @@ def test_keys_never_mix_contexts(hf):
 
 def test_a_zero_budget_disables_the_cache(hf):
     (ids,) = prompts_for(27, [20])
-    expected = tokens(engine(hf).generate(ids, params(n=4, **SAMPLING["temperature"])))
+    expected = tokens(engine(hf).generate(ids, params(n=4, **SAMPLING_KINDS["temperature"])))
     off = engine(hf, logits_cache_mb=0)
     for _ in range(2):
         assert (
-            tokens(off.generate(ids, params("exact", n=4, **SAMPLING["temperature"]))) == expected
+            tokens(off.generate(ids, params("exact", n=4, **SAMPLING_KINDS["temperature"])))
+            == expected
         )
     stats = off.stats()
     assert stats["logits_cache_hits"] == stats["logits_cache_nodes"] == 0
@@ -236,10 +236,10 @@ def test_a_zero_budget_disables_the_cache(hf):
 
 def test_a_budget_smaller_than_one_row_caches_nothing_and_still_works(hf):
     (ids,) = prompts_for(28, [20])
-    expected = tokens(engine(hf).generate(ids, params(n=4, **SAMPLING["temperature"])))
+    expected = tokens(engine(hf).generate(ids, params(n=4, **SAMPLING_KINDS["temperature"])))
     tiny = engine(hf, logits_cache_mb=(MIN_BUDGET_BYTES + 200) / 2**20)
     for _ in range(2):
-        got = tiny.generate(ids, params("exact", n=4, **SAMPLING["temperature"]))
+        got = tiny.generate(ids, params("exact", n=4, **SAMPLING_KINDS["temperature"]))
         assert tokens(got) == expected
     stats = tiny.stats()
     assert stats["logits_cache_inserted"] == 0 and stats["logits_cache_rejected"] > 0
@@ -255,7 +255,7 @@ def test_bad_options_are_clear_errors(hf):
 def test_hotspot_resamples_differ_and_keep_a_prefix(hf):
     (ids,) = prompts_for(29, [20])
     cached = engine(hf)
-    p = dict(max_tokens=24, **SAMPLING["top_p"])
+    p = dict(max_tokens=24, **SAMPLING_KINDS["top_p"])
     paths = [cached.generate(ids, params("hotspot", seed=s, **p))[0].token_ids for s in range(6)]
     assert len({tuple(t) for t in paths}) == len(paths)  # every re-sample is a new path
     stats = cached.stats()

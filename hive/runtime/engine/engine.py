@@ -8,7 +8,6 @@ and concurrent submits share batches.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -308,7 +307,8 @@ class Engine(AsyncServing):
 
         def take_token(req: Request) -> bool:
             row = next(rows)
-            done = self._append(req, token_ids[row], logprobs, row, stored[row])
+            logprob = logprobs[row] if logprobs is not None else None
+            done = self._append(req, token_ids[row], logprob, stored[row])
             draft = drafts[row]
             if not draft:
                 return done
@@ -317,7 +317,7 @@ class Engine(AsyncServing):
                 if done:
                     break
                 taken += 1
-                done = self._append(req, token, [logprob], 0, dist)
+                done = self._append(req, token, logprob, dist)
             req.num_kv -= len(draft) - taken  # the rejected draft's K/V is dropped
             if not done:
                 self.scheduler.trim_pages(req)
@@ -334,14 +334,13 @@ class Engine(AsyncServing):
         self,
         req: Request,
         token: int,
-        logprobs: list[float] | None,
-        row: int,
+        logprob: float | None,
         dist: StoredDistribution | None,
     ) -> bool:
         """Give `req` a token the model computed now; True if that finished it."""
         req.output_ids.append(token)
-        if req.logprobs is not None and logprobs is not None:
-            req.logprobs.append(logprobs[row])
+        if req.logprobs is not None and logprob is not None:
+            req.logprobs.append(logprob)
         self.replay.sampled(req, dist)
         return self._check_finished(req)
 
@@ -352,14 +351,13 @@ class Engine(AsyncServing):
         sampled: list[Request],
         drafts: list[tuple[int, ...]],
         first_tokens: list[int],
-    ) -> dict[int, list[tuple[int, float, StoredDistribution | None]]]:
+    ) -> dict[int, list[tuple[int, float | None, StoredDistribution | None]]]:
         """Sample the draft positions the way decode steps would (drafts.py): row i of a
         request's block only once the token sampled at row i - 1 equals draft[i - 1], each
         with one draw of its generator (`blocks`: each request's first row). Returns, per
         sampled request index, its tokens after the first (token, raw logprob, stored
         distribution); the caller stops at a finish."""
-        out: dict[int, list[tuple[int, float, StoredDistribution | None]]] = {}
-        last = dict(enumerate(first_tokens))
+        out: dict[int, list[tuple[int, float | None, StoredDistribution | None]]] = {}
         depth = 0
         active = [j for j, d in enumerate(drafts) if d and first_tokens[j] == d[0]]
         while active:
@@ -371,10 +369,13 @@ class Engine(AsyncServing):
                 [self.replay.uses_cache(r) for r in reqs],
             )
             for k, j in enumerate(active):
-                lp = logprobs[k] if logprobs is not None else math.nan
+                lp = logprobs[k] if logprobs is not None else None
                 out.setdefault(j, []).append((tokens[k], lp, stored[k]))
-                last[j] = tokens[k]
-            active = [j for j in active if depth < len(drafts[j]) and last[j] == drafts[j][depth]]
+            active = [
+                j
+                for k, j in enumerate(active)
+                if depth < len(drafts[j]) and tokens[k] == drafts[j][depth]
+            ]
         return out
 
     def _check_finished(self, req: Request) -> bool:

@@ -163,9 +163,12 @@ class LogitsReplay:
         contexts would differ) or one waiting for another's row."""
         for req in requests:
             req.draft = ()
+            node = req.lc_node  # where it stands in its key's trie
             if (
                 max_len <= 0
                 or not self.uses_cache(req)
+                or node is None
+                or not node.alive
                 or req.status is not RequestStatus.RUNNING
                 or req.num_pending != 1
                 or req.parked
@@ -179,7 +182,7 @@ class LogitsReplay:
                 req.params.max_tokens - len(req.output_ids) - 1,
                 max_context - req.num_tokens - 1,
             )
-            continuations = self.cache.continuations.get(cache_key(req))
+            continuations = self.cache.continuations.get(node.entry_key)
             req.draft = propose(continuations, req.output_ids, room)
 
     # -- the forward pass's side ----------------------------------------------------------
