@@ -176,6 +176,14 @@ def generate(
             "after it)."
         ),
     ] = "off",
+    draft_tokens: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="With the Logits Cache: tokens of an earlier sample that a decode step "
+            "verifies (the same tokens, fewer steps; 0: off).",
+        ),
+    ] = 4,
 ) -> None:
     """Generate with Hive's engine for a quick look."""
     try:
@@ -191,6 +199,7 @@ def generate(
             raw=raw,
             dtype=dtype,
             logits_cache=logits_cache,
+            draft_tokens=draft_tokens,
         )
     except HiveError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -123,3 +123,26 @@ def test_bench_auto_dtype_follows_the_cpu(monkeypatch):
     assert "no native bf16" in bench.machine()
     result = runner.invoke(app, ["bench", "engine", "--dtype", "int8"])
     assert result.exit_code == 1 and "--dtype must be auto, float32 or bfloat16" in result.stderr
+
+
+def test_generate_bad_draft_tokens_is_a_clean_error():
+    result = runner.invoke(app, ["generate", "--draft-tokens", "-1", "hi"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--draft-tokens'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_generate_passes_draft_tokens_to_the_engine(monkeypatch):
+    from hive.runtime.engine import cli_support
+    from hive.runtime.engine.errors import EngineError
+
+    seen = {}
+
+    def from_pretrained(model, **options):
+        seen.update(options)
+        raise EngineError("stopped before loading")
+
+    monkeypatch.setattr(cli_support.Engine, "from_pretrained", from_pretrained)
+    result = runner.invoke(app, ["generate", "--draft-tokens", "2", "hi"])
+    assert result.exit_code == 1 and "stopped before loading" in result.stderr
+    assert seen["draft_tokens"] == 2

@@ -20,6 +20,7 @@ def generate_lines(
     raw: bool,
     dtype: str | None = None,
     logits_cache: str = "off",
+    draft_tokens: int = 4,
 ) -> list[str]:
     """Completions of `prompt` as printable lines (chat template unless `raw`)."""
     if logits_cache not in ("off", "exact", "hotspot"):
@@ -28,7 +29,9 @@ def generate_lines(
     params = SamplingParams(
         n=n, temperature=temperature, seed=seed, max_tokens=max_tokens, logits_cache=mode
     )
-    engine = Engine.from_pretrained(model, kv_cache_tokens=8192, dtype=dtype)
+    engine = Engine.from_pretrained(
+        model, kv_cache_tokens=8192, dtype=dtype, draft_tokens=draft_tokens
+    )
     source = prompt if raw else [{"role": "user", "content": prompt}]
     completions = engine.generate(source, params)
     lines = []
@@ -42,7 +45,8 @@ def generate_lines(
         stats = engine.stats()
         lines.append(
             f"--- logits cache ({mode}): {stats['logits_cache_hits']} positions from the cache, "
-            f"{stats['logits_cache_misses']} computed"
+            f"{stats['logits_cache_misses']} computed, {stats['num_accepted_draft_tokens']} "
+            f"of {stats['num_draft_tokens']} drafted tokens taken"
         )
     return lines
 
