@@ -433,6 +433,14 @@ def bench_resample(
     repeat: Annotated[
         int, typer.Option(min=1, help="Runs per workload and mode; the median time is kept.")
     ] = 1,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Base seeds of the re-sampling workload (other paths, other attempts); "
+            "with more than one, a resample* row pools them.",
+        ),
+    ] = 1,
 ) -> None:
     """The Logits Cache (off, exact, hotspot) on re-sampling, parallel samples, a temperature
     sweep: wall time, forward tokens, cached positions, accuracy, the redundancy bound."""
@@ -441,7 +449,7 @@ def bench_resample(
     try:
         from hive.bench.resample import format_report, run_bench
 
-        results = run_bench(model, quick=quick, repeat=repeat)
+        results = run_bench(model, quick=quick, repeat=repeat, seeds=seeds)
     except HiveError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps(results) if json_output else format_report(results))

@@ -6,7 +6,11 @@ all in one process:
 1. `resample`: 8 arithmetic word problems (benchmarks/eval/arithmetic.jsonl),
    each sampled sequentially, up to 8 times, until the extracted answer is
    right (temperature 0.7, top-p 0.95, at most 128 tokens). The problems run
-   concurrently; each one's attempts follow each other.
+   concurrently; each one's attempts follow each other. With `seeds` > 1 it
+   runs again from other base seeds, and a `resample*` row pools the seeds
+   (times, steps and tokens summed, accuracy averaged): which problems a run
+   happens to solve sets how many attempts it makes, so one seed's ratio
+   swings widely (hotspot mode: 1.2x-1.9x in steps over five seeds).
 2. `parallel`: 16 parallel samples of one problem at the same parameters.
 3. `sweep`: the 16 parallel samples at temperature 0.3, 0.7 and 1.0.
 
@@ -48,6 +52,7 @@ MAX_TOKENS = 128
 TOP_P = 0.95
 SWEEP = (0.3, 0.7, 1.0)
 SEED = 1234
+SEED_STRIDE = 10_000  # base seeds of `seeds` > 1: SEED + k * SEED_STRIDE (attempt seeds < 8,000)
 KV_TOKENS = 16384  # every path of a workload fits: the comparison is about the logits cache
 
 
@@ -82,6 +87,7 @@ class RunResult:
     distinct_paths: int
     positions: int  # generated positions over all paths
     redundancy: float  # r of this run's own paths
+    seed: int = SEED  # the base seed (re-sampling: + 1000 * problem + attempt)
     steps: int = 0  # engine steps (forward passes)
     draft_tokens: int = 0  # drafted tokens verified (drafts.py), in forward_tokens
     accepted_draft_tokens: int = 0  # of those: taken
@@ -104,7 +110,9 @@ def _engine(hf_model: Any, tokenizer: Any, dtype: str) -> Engine:
     return Engine.from_hf(hf_model, tokenizer, dtype=dtype, kv_cache_tokens=KV_TOKENS)
 
 
-def run_resample(engine: Engine, mode: str | None, problems: list[dict[str, str]]) -> RunResult:
+def run_resample(
+    engine: Engine, mode: str | None, problems: list[dict[str, str]], seed: int = SEED
+) -> RunResult:
     """Each problem re-sampled until right (or ATTEMPTS); all problems concurrently."""
     started = time.perf_counter()
     attempts = [0] * len(problems)
@@ -114,7 +122,7 @@ def run_resample(engine: Engine, mode: str | None, problems: list[dict[str, str]
 
     def submit(i: int) -> None:
         params = SamplingParams(
-            temperature=0.7, top_p=TOP_P, max_tokens=MAX_TOKENS, seed=SEED + 1000 * i + attempts[i],
+            temperature=0.7, top_p=TOP_P, max_tokens=MAX_TOKENS, seed=seed + 1000 * i + attempts[i],
             logits_cache=mode,
         )  # fmt: skip
         attempts[i] += 1
@@ -134,6 +142,7 @@ def run_resample(engine: Engine, mode: str | None, problems: list[dict[str, str]
                 submit(i)
     seconds = time.perf_counter() - started
     result = _result(engine, "resample", mode, 0.7, seconds, paths, sum(solved) / len(problems))
+    result.seed = seed
     result.extra["attempts"] = sum(attempts)
     return result
 
@@ -184,43 +193,88 @@ def _result(
 
 
 def run_bench(
-    model: str | None = None, dtype: str = "float32", quick: bool = False, repeat: int = 1
+    model: str | None = None,
+    dtype: str = "float32",
+    quick: bool = False,
+    repeat: int = 1,
+    seeds: int = 1,
 ) -> dict:
     """Every (workload, mode) `repeat` times on fresh engines; the median wall time is kept
-    (the paths, and so every other figure, are the same in each repeat: fixed seeds)."""
+    (the paths, and so every other figure, are the same in each repeat: fixed seeds).
+    Re-sampling runs from `seeds` base seeds, pooled in a `resample*` row when > 1."""
     hf_model, tokenizer = load_hf_model(resolve_model(model))
     problems = load_problems(2 if quick else PROBLEMS)
     runs: list[RunResult] = []
     engine = _engine(hf_model, tokenizer, dtype)
     engine.generate("warm up", SamplingParams(max_tokens=4, temperature=0))  # first-call costs
-    plan: list[tuple[str, float]] = [("resample", 0.7), ("parallel", 0.7)]
-    plan += [("sweep", t) for t in (SWEEP if not quick else SWEEP[:1])]
-    for workload, temperature in plan:
+    plan: list[tuple[str, float, int]] = [
+        ("resample", 0.7, SEED + k * SEED_STRIDE) for k in range(seeds)
+    ]
+    plan += [("parallel", 0.7, SEED)]
+    plan += [("sweep", t, SEED) for t in (SWEEP if not quick else SWEEP[:1])]
+    for workload, temperature, seed in plan:
         for mode in MODES:
             repeats = []
             for _ in range(repeat):
                 del engine
                 engine = _engine(hf_model, tokenizer, dtype)  # a cold prefix and logits cache
                 if workload == "resample":
-                    repeats.append(run_resample(engine, mode, problems))
+                    repeats.append(run_resample(engine, mode, problems, seed))
                 else:
                     repeats.append(run_parallel(engine, mode, problems[0], temperature, workload))
             repeats.sort(key=lambda r: r.seconds)
             runs.append(repeats[len(repeats) // 2])
             runs[-1].extra["repeats_s"] = [round(r.seconds, 2) for r in repeats]
             print(
-                f"{workload} t={temperature} {mode or 'off'}: {runs[-1].seconds:.1f} s",
+                f"{workload} t={temperature} seed={seed} {mode or 'off'}: {runs[-1].seconds:.1f} s",
                 file=sys.stderr,
                 flush=True,
             )
-    return {"machine": machine(), "repeat": repeat, "runs": [_row(r, runs) for r in runs]}
+    rows = [_row(r, runs) for r in runs]
+    if seeds > 1:
+        pooled = [pool_seeds([r for r in runs if r.workload == "resample" and r.mode == m])
+                  for m in ("off", "exact", "hotspot")]  # fmt: skip
+        rows[seeds * len(MODES) : seeds * len(MODES)] = [_row(r, pooled) for r in pooled]
+    return {"machine": machine(), "repeat": repeat, "seeds": seeds, "runs": rows}
+
+
+def pool_seeds(runs: list[RunResult]) -> RunResult:
+    """One mode's re-sampling runs from several seeds as one row: times, tokens, steps and
+    paths summed, accuracy averaged, r weighted by positions (each run had its own cache,
+    so no prefix is shared across seeds)."""
+    positions = sum(r.positions for r in runs)
+    return RunResult(
+        workload="resample*",
+        mode=runs[0].mode,
+        temperature=runs[0].temperature,
+        seconds=sum(r.seconds for r in runs),
+        forward_tokens=sum(r.forward_tokens for r in runs),
+        cache_positions=sum(r.cache_positions for r in runs),
+        bytes_held=max(r.bytes_held for r in runs),
+        accuracy=sum(r.accuracy for r in runs) / len(runs),
+        paths=sum(r.paths for r in runs),
+        distinct_paths=sum(r.distinct_paths for r in runs),
+        positions=positions,
+        redundancy=sum(r.redundancy * r.positions for r in runs) / positions if positions else 0.0,
+        seed=-1,
+        steps=sum(r.steps for r in runs),
+        draft_tokens=sum(r.draft_tokens for r in runs),
+        accepted_draft_tokens=sum(r.accepted_draft_tokens for r in runs),
+        extra={
+            "attempts": sum(r.extra.get("attempts", 0) for r in runs),
+            "seeds": [r.seed for r in runs],
+        },  # fmt: skip
+    )
 
 
 def _baseline(run: RunResult, runs: list[RunResult]) -> RunResult:
     return next(
         r
         for r in runs
-        if r.workload == run.workload and r.temperature == run.temperature and r.mode == "off"
+        if r.workload == run.workload
+        and r.temperature == run.temperature
+        and r.seed == run.seed
+        and r.mode == "off"
     )
 
 
@@ -229,6 +283,7 @@ def _row(run: RunResult, runs: list[RunResult]) -> dict[str, Any]:
     row = {k: v for k, v in run.__dict__.items() if k != "extra"} | run.extra
     row["speedup"] = base.seconds / run.seconds if run.seconds else 0.0
     row["forward_ratio"] = base.forward_tokens / run.forward_tokens if run.forward_tokens else 0.0
+    row["step_ratio"] = base.steps / run.steps if run.steps else 0.0
     # Positions whose distribution the model computed (the rest came from the cache), and
     # the speedup in those over cache off: the figure the bound 1/(1-r) limits.
     row["computed_positions"] = run.positions - run.cache_positions
@@ -244,19 +299,21 @@ def _row(run: RunResult, runs: list[RunResult]) -> dict[str, Any]:
 def format_report(result: dict) -> str:
     lines = [result["machine"], ""]
     header = (
-        f"{'workload':<9} {'temp':>4} {'mode':<8} {'wall s':>7} {'x off':>6} {'fwd tok':>8} "
+        f"{'workload':<9} {'seed':>5} {'temp':>4} {'mode':<8} {'wall s':>7} {'x off':>6} "
+        f"{'fwd tok':>8} "
         f"{'x fwd':>6} {'cached':>7} {'x pos':>6} {'MB held':>8} {'acc':>5} {'paths':>9} "
-        f"{'r(off)':>6} {'1/(1-r)':>7} {'steps':>6} {'drafts':>11}"
+        f"{'r(off)':>6} {'1/(1-r)':>7} {'steps':>6} {'x steps':>7} {'drafts':>11}"
     )
     lines.append(header)
     for row in result["runs"]:
         lines.append(
-            f"{row['workload']:<9} {row['temperature']:>4.1f} {row['mode']:<8} "
+            f"{row['workload']:<9} {'all' if row['seed'] < 0 else row['seed']:>5} "
+            f"{row['temperature']:>4.1f} {row['mode']:<8} "
             f"{row['seconds']:>7.2f} {row['speedup']:>6.2f} {row['forward_tokens']:>8} "
             f"{row['forward_ratio']:>6.2f} {row['cache_positions']:>7} {row['position_ratio']:>6.2f} "
             f"{row['bytes_held'] / 2**20:>8.2f} {row['accuracy']:>5.2f} "
             f"{row['distinct_paths']:>4}/{row['paths']:<4} {row['bound_r']:>6.3f} "
-            f"{row['bound_speedup']:>7.2f} {row['steps']:>6} "
+            f"{row['bound_speedup']:>7.2f} {row['steps']:>6} {row['step_ratio']:>7.2f} "
             f"{row['accepted_draft_tokens']:>5}/{row['draft_tokens']:<5}"
         )
     lines.append("")
@@ -268,6 +325,7 @@ def format_report(result: dict) -> str:
         f"within {ATTEMPTS} attempts, parallel/sweep = share of right samples; r(off): "
         "share of (path, position) pairs of the cache-off run whose prefix was computed "
         "before; 1/(1-r): exact mode's ideal speedup in forward positions; steps: forward "
-        "passes; drafts: drafted tokens taken / verified (in fwd tok)."
+        "passes, x steps: off / mode; drafts: drafted tokens taken / verified (in fwd tok); "
+        "resample*: the re-sampling seeds pooled (sums; accuracy averaged)."
     )
     return "\n".join(lines)

@@ -55,3 +55,37 @@ def test_exact_mode_changes_no_path_and_computes_fewer_tokens(smollm, small):
         {"machine": "m", "runs": [bench._row(r, [off, exact]) for r in (off, exact)]}
     )
     assert "resample" in report and "1/(1-r)" in report
+
+
+def _run(mode: str, seed: int, seconds: float, steps: int, accuracy: float, r: float):
+    return bench.RunResult(
+        workload="resample", mode=mode, temperature=0.7, seconds=seconds, forward_tokens=10 * steps,
+        cache_positions=0 if mode == "off" else steps, bytes_held=steps, accuracy=accuracy,
+        paths=8, distinct_paths=8, positions=steps, redundancy=r, seed=seed, steps=steps,
+        extra={"attempts": 8},
+    )  # fmt: skip
+
+
+def test_seeds_pool_into_one_row_each_compared_with_its_own_cache_off_run():
+    runs = [
+        _run("off", 1, 60.0, 600, 0.25, 0.1),
+        _run("hotspot", 1, 30.0, 300, 0.25, 0.0),
+        _run("off", 2, 40.0, 400, 0.5, 0.2),
+        _run("hotspot", 2, 40.0, 400, 0.0, 0.0),
+    ]
+    # Per seed, the ratio is against that seed's cache-off run.
+    assert bench._row(runs[3], runs)["speedup"] == 1.0
+    assert bench._row(runs[1], runs)["step_ratio"] == 2.0
+    pooled = [bench.pool_seeds(runs[0::2]), bench.pool_seeds(runs[1::2])]
+    off, hot = pooled
+    assert (off.workload, off.seed, off.seconds, off.steps) == ("resample*", -1, 100.0, 1000)
+    assert off.accuracy == pytest.approx(0.375) and off.redundancy == pytest.approx(
+        0.14
+    )  # by positions
+    assert off.extra == {"attempts": 16, "seeds": [1, 2]}
+    row = bench._row(hot, pooled)
+    assert row["speedup"] == pytest.approx(100 / 70) and row["step_ratio"] == pytest.approx(
+        1000 / 700
+    )
+    report = bench.format_report({"machine": "m", "runs": [bench._row(r, pooled) for r in pooled]})
+    assert "resample*   all" in report and "x steps" in report
