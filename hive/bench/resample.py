@@ -10,7 +10,7 @@ all in one process:
    runs again from other base seeds, and a `resample*` row pools the seeds
    (times, steps and tokens summed, accuracy averaged): which problems a run
    happens to solve sets how many attempts it makes, so one seed's ratio
-   swings widely (hotspot mode: 1.2x-1.9x in steps over five seeds).
+   swings widely (hotspot mode: 1.38x-2.26x fewer steps over five seeds).
 2. `parallel`: 16 parallel samples of one problem at the same parameters.
 3. `sweep`: the 16 parallel samples at temperature 0.3, 0.7 and 1.0.
 

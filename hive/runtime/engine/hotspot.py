@@ -13,8 +13,10 @@ re-sample saves, and on a CPU a decode step costs as much as dozens of
 prefill tokens). The copy is the approximation: the copied tokens were
 confident after P's token at j, not after the new one (their logprobs are
 P's). Measured on `hive bench resample` (BENCHMARKS.md): with the copy,
-re-sampling ran 1.50x faster than the cache off (1.11x before), 1.25x per
-attempt; on all 40 arithmetic problems, though, 1.23x against the earlier
+re-sampling ran 1.50x faster than the cache off on one seed (1.11x before),
+1.25x per attempt; pooled over five seeds (`--seeds 5`), 1.72x fewer steps
+and 1.50x in wall time on a memory-bound CPU, one seed's ratio ranging from
+1.38x to 2.26x in steps. On all 40 arithmetic problems, 1.23x against the earlier
 rule's 1.30x, and both solved fewer problems than exact sampling (11 and 9 of
 40, against 14): hotspot mode trades accuracy for speed. On the 8 problems,
 other thresholds did worse, and not in order: 0.15, 0.5, 0.7 and 1.0 nats
