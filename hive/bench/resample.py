@@ -87,7 +87,7 @@ class RunResult:
     distinct_paths: int
     positions: int  # generated positions over all paths
     redundancy: float  # r of this run's own paths
-    seed: int = SEED  # the base seed (re-sampling: + 1000 * problem + attempt)
+    seed: int = SEED  # the base seed (re-sampling: + 1000 * problem + attempt); -1: pooled
     steps: int = 0  # engine steps (forward passes)
     draft_tokens: int = 0  # drafted tokens verified (drafts.py), in forward_tokens
     accepted_draft_tokens: int = 0  # of those: taken
@@ -232,9 +232,12 @@ def run_bench(
             )
     rows = [_row(r, runs) for r in runs]
     if seeds > 1:
-        pooled = [pool_seeds([r for r in runs if r.workload == "resample" and r.mode == m])
-                  for m in ("off", "exact", "hotspot")]  # fmt: skip
-        rows[seeds * len(MODES) : seeds * len(MODES)] = [_row(r, pooled) for r in pooled]
+        pooled = [
+            pool_seeds([r for r in runs if r.workload == "resample" and r.mode == (m or "off")])
+            for m in MODES
+        ]
+        after = seeds * len(MODES)  # the re-sampling rows come first
+        rows[after:after] = [_row(r, pooled) for r in pooled]
     return {"machine": machine(), "repeat": repeat, "seeds": seeds, "runs": rows}
 
 
@@ -263,7 +266,7 @@ def pool_seeds(runs: list[RunResult]) -> RunResult:
         extra={
             "attempts": sum(r.extra.get("attempts", 0) for r in runs),
             "seeds": [r.seed for r in runs],
-        },  # fmt: skip
+        },
     )
 
 

@@ -89,3 +89,35 @@ def test_seeds_pool_into_one_row_each_compared_with_its_own_cache_off_run():
     )
     report = bench.format_report({"machine": "m", "runs": [bench._row(r, pooled) for r in pooled]})
     assert "resample*   all" in report and "x steps" in report
+
+
+def test_run_bench_runs_each_seed_and_puts_the_pooled_rows_after_them(monkeypatch):
+    class FakeEngine:
+        def generate(self, *args, **kwargs):
+            return []
+
+    def fake_resample(engine, mode, problems, seed):
+        return _run(mode or "off", seed, 10.0, 100 if mode is None else 50, 0.5, 0.1)
+
+    def fake_parallel(engine, mode, problem, temperature, name):
+        run = _run(mode or "off", bench.SEED, 1.0, 10, 0.5, 0.1)
+        run.workload, run.temperature = name, temperature
+        return run
+
+    monkeypatch.setattr(bench, "load_hf_model", lambda path: (None, None))
+    monkeypatch.setattr(bench, "resolve_model", lambda model: model)
+    monkeypatch.setattr(bench, "_engine", lambda *args: FakeEngine())
+    monkeypatch.setattr(bench, "run_resample", fake_resample)
+    monkeypatch.setattr(bench, "run_parallel", fake_parallel)
+    rows = bench.run_bench(quick=True, seeds=2)["runs"]
+    seeds = [bench.SEED, bench.SEED + bench.SEED_STRIDE]
+    assert [(r["workload"], r["seed"]) for r in rows[:6]] == [
+        ("resample", s) for s in seeds for _ in bench.MODES
+    ]
+    assert [(r["workload"], r["mode"], r["steps"]) for r in rows[6:9]] == [
+        ("resample*", "off", 200),
+        ("resample*", "exact", 100),
+        ("resample*", "hotspot", 100),
+    ]
+    assert rows[8]["step_ratio"] == 2.0 and rows[8]["seeds"] == seeds
+    assert [r["workload"] for r in rows[9:]] == ["parallel"] * 3 + ["sweep"] * 3
