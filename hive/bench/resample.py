@@ -141,8 +141,8 @@ def run_resample(
             elif attempts[i] < ATTEMPTS:
                 submit(i)
     seconds = time.perf_counter() - started
-    result = _result(engine, "resample", mode, 0.7, seconds, paths, sum(solved) / len(problems))
-    result.seed = seed
+    accuracy = sum(solved) / len(problems)
+    result = _result(engine, "resample", mode, 0.7, seconds, paths, accuracy, seed)
     result.extra["attempts"] = sum(attempts)
     return result
 
@@ -170,6 +170,7 @@ def _result(
     seconds: float,
     paths: list[tuple[tuple[int, ...], list[int]]],
     accuracy: float,
+    seed: int = SEED,
 ) -> RunResult:
     stats = engine.stats()
     r, positions = redundancy(paths)
@@ -186,6 +187,7 @@ def _result(
         distinct_paths=len({(p, tuple(t)) for p, t in paths}),
         positions=positions,
         redundancy=r,
+        seed=seed,
         steps=int(stats["num_steps"]),
         draft_tokens=int(stats["num_draft_tokens"]),
         accepted_draft_tokens=int(stats["num_accepted_draft_tokens"]),

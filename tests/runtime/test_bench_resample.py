@@ -79,14 +79,12 @@ def test_seeds_pool_into_one_row_each_compared_with_its_own_cache_off_run():
     pooled = [bench.pool_seeds(runs[0::2]), bench.pool_seeds(runs[1::2])]
     off, hot = pooled
     assert (off.workload, off.seed, off.seconds, off.steps) == ("resample*", -1, 100.0, 1000)
-    assert off.accuracy == pytest.approx(0.375) and off.redundancy == pytest.approx(
-        0.14
-    )  # by positions
+    assert off.accuracy == pytest.approx(0.375)
+    assert off.redundancy == pytest.approx(0.14)  # weighted by positions
     assert off.extra == {"attempts": 16, "seeds": [1, 2]}
     row = bench._row(hot, pooled)
-    assert row["speedup"] == pytest.approx(100 / 70) and row["step_ratio"] == pytest.approx(
-        1000 / 700
-    )
+    assert row["speedup"] == pytest.approx(100 / 70)
+    assert row["step_ratio"] == pytest.approx(1000 / 700)
     report = bench.format_report({"machine": "m", "runs": [bench._row(r, pooled) for r in pooled]})
     assert "resample*   all" in report and "x steps" in report
 
