@@ -441,6 +441,14 @@ def bench_resample(
             "with more than one, a resample* row pools them.",
         ),
     ] = 1,
+    problems: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Problems of the re-sampling workload (the first N of the 40 in "
+            "benchmarks/eval/arithmetic.jsonl): more make its accuracy say more.",
+        ),
+    ] = 8,
 ) -> None:
     """The Logits Cache (off, exact, hotspot) on re-sampling, parallel samples, a temperature
     sweep: wall time, forward tokens, cached positions, accuracy, the redundancy bound."""
@@ -449,7 +457,7 @@ def bench_resample(
     try:
         from hive.bench.resample import format_report, run_bench
 
-        results = run_bench(model, quick=quick, repeat=repeat, seeds=seeds)
+        results = run_bench(model, quick=quick, repeat=repeat, seeds=seeds, problems=problems)
     except HiveError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps(results) if json_output else format_report(results))

@@ -3,8 +3,8 @@
 Three workloads on the default model, one engine build per (workload, mode),
 all in one process:
 
-1. `resample`: 8 arithmetic word problems (benchmarks/eval/arithmetic.jsonl),
-   each sampled sequentially, up to 8 times, until the extracted answer is
+1. `resample`: 8 arithmetic word problems (benchmarks/eval/arithmetic.jsonl;
+   `problems` takes the first N of its 40, for accuracy that says more), each sampled sequentially, up to 8 times, until the extracted answer is
    right (temperature 0.7, top-p 0.95, at most 128 tokens). The problems run
    concurrently; each one's attempts follow each other. With `seeds` > 1 it
    runs again from other base seeds, and a `resample*` row pools the seeds
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hive.errors import HiveError
 from hive.runtime.engine.bench import machine
 from hive.runtime.engine.engine import Engine
 from hive.runtime.engine.model_loader import load_hf_model, resolve_model
@@ -69,8 +70,10 @@ def extract_answer(text: str) -> str | None:
 
 
 def load_problems(n: int = PROBLEMS) -> list[dict[str, str]]:
-    lines = DATASET.read_text().splitlines()[:n]
-    return [json.loads(line) for line in lines]
+    lines = DATASET.read_text().splitlines()
+    if not 1 <= n <= len(lines):
+        raise HiveError(f"--problems must be 1 to {len(lines)} (the problems in {DATASET.name})")
+    return [json.loads(line) for line in lines[:n]]
 
 
 @dataclass
@@ -200,12 +203,14 @@ def run_bench(
     quick: bool = False,
     repeat: int = 1,
     seeds: int = 1,
+    problems: int = PROBLEMS,
 ) -> dict:
     """Every (workload, mode) `repeat` times on fresh engines; the median wall time is kept
     (the paths, and so every other figure, are the same in each repeat: fixed seeds).
-    Re-sampling runs from `seeds` base seeds, pooled in a `resample*` row when > 1."""
+    Re-sampling runs from `seeds` base seeds, pooled in a `resample*` row when > 1, on the
+    first `problems` of the dataset (more problems: an accuracy figure that says more)."""
+    problem_set = load_problems(2 if quick else problems)  # a bad count fails before the load
     hf_model, tokenizer = load_hf_model(resolve_model(model))
-    problems = load_problems(2 if quick else PROBLEMS)
     runs: list[RunResult] = []
     engine = _engine(hf_model, tokenizer, dtype)
     engine.generate("warm up", SamplingParams(max_tokens=4, temperature=0))  # first-call costs
@@ -221,9 +226,11 @@ def run_bench(
                 del engine
                 engine = _engine(hf_model, tokenizer, dtype)  # a cold prefix and logits cache
                 if workload == "resample":
-                    repeats.append(run_resample(engine, mode, problems, seed))
+                    repeats.append(run_resample(engine, mode, problem_set, seed))
                 else:
-                    repeats.append(run_parallel(engine, mode, problems[0], temperature, workload))
+                    repeats.append(
+                        run_parallel(engine, mode, problem_set[0], temperature, workload)
+                    )
             repeats.sort(key=lambda r: r.seconds)
             runs.append(repeats[len(repeats) // 2])
             runs[-1].extra["repeats_s"] = [round(r.seconds, 2) for r in repeats]
@@ -240,7 +247,13 @@ def run_bench(
         ]
         after = seeds * len(MODES)  # the re-sampling rows come first
         rows[after:after] = [_row(r, pooled) for r in pooled]
-    return {"machine": machine(), "repeat": repeat, "seeds": seeds, "runs": rows}
+    return {
+        "machine": machine(),
+        "repeat": repeat,
+        "seeds": seeds,
+        "problems": len(problem_set),
+        "runs": rows,
+    }
 
 
 def pool_seeds(runs: list[RunResult]) -> RunResult:
@@ -303,6 +316,8 @@ def _row(run: RunResult, runs: list[RunResult]) -> dict[str, Any]:
 
 def format_report(result: dict) -> str:
     lines = [result["machine"], ""]
+    if "problems" in result:
+        lines[1:1] = [f"re-sampling: {result['problems']} problems, up to {ATTEMPTS} attempts each"]
     header = (
         f"{'workload':<9} {'seed':>5} {'temp':>4} {'mode':<8} {'wall s':>7} {'x off':>6} "
         f"{'fwd tok':>8} "

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
 from hive.bench import resample as bench
+from hive.cli import app
+from hive.errors import HiveError
 from hive.runtime import Engine
 
 
@@ -94,7 +97,10 @@ def test_run_bench_runs_each_seed_and_puts_the_pooled_rows_after_them(monkeypatc
         def generate(self, *args, **kwargs):
             return []
 
+    sizes = []
+
     def fake_resample(engine, mode, problems, seed):
+        sizes.append(len(problems))
         return _run(mode or "off", seed, 10.0, 100 if mode is None else 50, 0.5, 0.1)
 
     def fake_parallel(engine, mode, problem, temperature, name):
@@ -119,3 +125,24 @@ def test_run_bench_runs_each_seed_and_puts_the_pooled_rows_after_them(monkeypatc
     ]
     assert rows[8]["step_ratio"] == 2.0 and rows[8]["seeds"] == seeds
     assert [r["workload"] for r in rows[9:]] == ["parallel"] * 3 + ["sweep"] * 3
+    assert set(sizes) == {2}  # --quick: two problems
+    sizes.clear()
+    result = bench.run_bench(problems=40)
+    assert set(sizes) == {40} and result["problems"] == 40
+    assert "re-sampling: 40 problems, up to 8 attempts each" in bench.format_report(result)
+
+
+def test_a_problem_count_outside_the_dataset_is_a_clean_error_before_the_model_loads(
+    monkeypatch,
+):
+    def no_load(path):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(bench, "load_hf_model", no_load)
+    for n in (0, 41):
+        with pytest.raises(HiveError, match="--problems must be 1 to 40"):
+            bench.run_bench(problems=n)
+    assert len(bench.load_problems(40)) == 40
+    result = CliRunner().invoke(app, ["bench", "resample", "--problems", "41"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith("error: --problems must be 1 to 40")
