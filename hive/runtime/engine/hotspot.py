@@ -37,10 +37,13 @@ The branch rule, from P's stored distributions:
   a re-sample always differs from every path through that prefix (a
   duplicate path is wasted work for a vote), and spent positions fade.
 Position is deliberately not in the score: a late branch saves more but
-keeps more of a path that was rejected (with a (j + 1) / len(P) factor, a
-2-problem smoke run of `hive bench resample` was 1.59x faster but solved
-neither problem; exact sampling solved one). The saving then depends on where
-the model hesitates.
+keeps more of a path that was rejected. Measured with a weight
+((j + 1) / len(P))^a (BENCHMARKS.md, "Hotspot's branch position against
+accuracy"): a = 0.5 took 2.40x fewer steps than the cache off on the
+benchmark, but on all 40 problems solved 12 of 80 runs against exact
+sampling's 26 (a = 0.25: 14; this rule: 21), fewer problems a minute than
+the cache off, where this rule solves more (5.8 against 5.2). The saving then
+depends on where the model hesitates.
 Among the HOTSPOT_CANDIDATES best positions, j is drawn with probability
 proportional to its score, and the new token in proportion to the
 unexplored tokens' probabilities, both from the request's own generator. With
