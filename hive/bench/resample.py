@@ -4,8 +4,9 @@ Three workloads on the default model, one engine build per (workload, mode),
 all in one process:
 
 1. `resample`: 8 arithmetic word problems (benchmarks/eval/arithmetic.jsonl;
-   `problems` takes the first N of its 40, for accuracy that says more), each sampled sequentially, up to 8 times, until the extracted answer is
-   right (temperature 0.7, top-p 0.95, at most 128 tokens). The problems run
+   `problems` takes the first N of its 40, for accuracy that says more), each
+   sampled sequentially, up to 8 times, until the extracted answer is right
+   (temperature 0.7, top-p 0.95, at most 128 tokens). The problems run
    concurrently; each one's attempts follow each other. With `seeds` > 1 it
    runs again from other base seeds, and a `resample*` row pools the seeds
    (times, steps and tokens summed, accuracy averaged): which problems a run
