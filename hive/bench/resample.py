@@ -316,9 +316,10 @@ def _row(run: RunResult, runs: list[RunResult]) -> dict[str, Any]:
 
 
 def format_report(result: dict) -> str:
-    lines = [result["machine"], ""]
+    lines = [result["machine"]]
     if "problems" in result:
-        lines[1:1] = [f"re-sampling: {result['problems']} problems, up to {ATTEMPTS} attempts each"]
+        lines.append(f"re-sampling: {result['problems']} problems, up to {ATTEMPTS} attempts each")
+    lines.append("")
     header = (
         f"{'workload':<9} {'seed':>5} {'temp':>4} {'mode':<8} {'wall s':>7} {'x off':>6} "
         f"{'fwd tok':>8} "
